@@ -1,0 +1,159 @@
+"""The whole exception hierarchy of procly (layer 0: imports the standard library only).
+
+Rule: every standard-library name is kept, and every new error also subclasses the
+builtin that :mod:`multiprocessing` raised in the same situation, so that existing
+``except`` clauses written for the standard library keep matching.
+
+``TimeoutError`` subclasses both :class:`ProcessError` and :class:`builtins.TimeoutError`
+(which is what :class:`concurrent.futures.TimeoutError` is since Python 3.11).  A side
+effect worth knowing: it is therefore also an :class:`OSError`.
+"""
+
+from __future__ import annotations
+
+import builtins
+import pickle
+from concurrent.futures import BrokenExecutor
+
+__all__ = (
+    "AuthenticationError",
+    "BackendError",
+    "BrokenProcessPool",
+    "BufferTooShort",
+    "ContextAlreadySetError",
+    "FrameError",
+    "PoolClosedError",
+    "ProcessError",
+    "RemoteTraceback",
+    "ResourceLeakWarning",
+    "SerializationError",
+    "StartMethodError",
+    "TaskTimeoutError",
+    "TimeoutError",
+    "WorkerCrashedError",
+    "WorkerError",
+)
+
+
+class ProcessError(Exception):
+    """Base class of every error procly raises about processes (standard-library name)."""
+
+
+class BufferTooShort(ProcessError):
+    """Raised by :meth:`Connection.recv_bytes_into` when the buffer is smaller than the message.
+
+    ``args[0]`` holds the whole message as :class:`bytes`, as in the standard library, so
+    nothing is lost.
+    """
+
+
+class AuthenticationError(ProcessError):
+    """Raised by :class:`~procly.connection.Listener` / :func:`~procly.connection.Client`
+    when the HMAC challenge-response on ``authkey`` fails. Nothing was unpickled."""
+
+
+class FrameError(ProcessError, EOFError):
+    """Raised by a :class:`~procly.connection.Connection` when a frame is corrupt, truncated
+    or declares a length beyond the sane bound.
+
+    It subclasses :class:`EOFError` because the stream cannot be resynchronised: the
+    connection is unusable afterwards, exactly as if the peer had gone away.
+    """
+
+
+class TimeoutError(ProcessError, builtins.TimeoutError):  # noqa: A001 - stdlib name
+    """Raised when an operation with a ``timeout`` did not finish in time (standard-library name).
+
+    Also caught by ``except TimeoutError`` and ``except concurrent.futures.TimeoutError``.
+    """
+
+
+class TaskTimeoutError(TimeoutError):
+    """Raised for one task that exceeded its per-task timeout; its worker was killed and
+    replaced, every other task carries on."""
+
+
+class StartMethodError(ProcessError, ValueError):
+    """Raised by :func:`get_context` / :func:`set_start_method` for an unknown or unavailable
+    start method (the standard library raised :class:`ValueError`)."""
+
+
+class ContextAlreadySetError(ProcessError, RuntimeError):
+    """Raised by :func:`set_start_method` when the start method is already fixed and
+    ``force`` is false (the standard library raised :class:`RuntimeError`)."""
+
+
+class SerializationError(ProcessError, pickle.PicklingError):
+    """Raised in the sending process when an object cannot be serialized.
+
+    The message names the offending object, its type and where it sits inside the object
+    that was sent; nothing was sent. Subclasses :class:`pickle.PicklingError`, which is what
+    the standard library let escape.
+    """
+
+
+class PoolClosedError(ProcessError, ValueError):
+    """Raised when a closed or terminated pool is used (the standard library raised
+    ``ValueError("Pool not running")``)."""
+
+
+class WorkerError(ProcessError):
+    """Base class of failures of a worker process itself, as opposed to the user's code."""
+
+
+class BrokenProcessPool(BrokenExecutor, ProcessError):
+    """Raised when an executor or pool can no longer be used at all."""
+
+
+class WorkerCrashedError(WorkerError, BrokenProcessPool):
+    """Raised for the one task whose worker died while running it.
+
+    Carries ``pid``, ``exitcode`` and ``signal_name``; every other task still completes.
+    """
+
+    def __init__(
+        self, message: str, *, pid: int | None = None, exitcode: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.pid = pid
+        self.exitcode = exitcode
+
+    @property
+    def signal_name(self) -> str | None:
+        """The name of the signal that killed the worker (``"SIGKILL"``), or ``None``."""
+        import signal
+
+        if self.exitcode is None or self.exitcode >= 0:
+            return None
+        try:
+            return signal.Signals(-self.exitcode).name
+        except ValueError:
+            return f"signal {-self.exitcode}"
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_worker_crashed, (str(self), self.pid, self.exitcode))
+
+
+def _rebuild_worker_crashed(message: str, pid: int | None, exitcode: int | None) -> WorkerCrashedError:
+    return WorkerCrashedError(message, pid=pid, exitcode=exitcode)
+
+
+class BackendError(ProcessError):
+    """Raised when a distributed backend is unavailable or misconfigured."""
+
+
+class RemoteTraceback(Exception):
+    """Attached as ``__cause__`` to an exception re-raised from another process; its text is
+    the traceback as formatted over there."""
+
+    def __init__(self, tb: str) -> None:
+        super().__init__(tb)
+        self.tb = tb
+
+    def __str__(self) -> str:
+        return self.tb
+
+
+class ResourceLeakWarning(ResourceWarning):
+    """Emitted when procly had to reclaim a semaphore or shared-memory segment that a dead
+    process left behind."""
