@@ -26,7 +26,7 @@ from __future__ import annotations
 from ._errors import AuthenticationError as AuthenticationError
 from ._errors import BufferTooShort as BufferTooShort
 from ._errors import ProcessError as ProcessError
-from ._errors import TimeoutError as TimeoutError  # noqa: A004 - stdlib name
+from ._errors import TimeoutError as TimeoutError
 
 # -- processes and start methods (owner: processes) ----------------------------------------
 

@@ -61,7 +61,7 @@ class FrameError(ProcessError, EOFError):
     """
 
 
-class TimeoutError(ProcessError, builtins.TimeoutError):  # noqa: A001 - stdlib name
+class TimeoutError(ProcessError, builtins.TimeoutError):
     """Raised when an operation with a ``timeout`` did not finish in time (standard-library name).
 
     Also caught by ``except TimeoutError`` and ``except concurrent.futures.TimeoutError``.
