@@ -157,3 +157,13 @@ class RemoteTraceback(Exception):
 class ResourceLeakWarning(ResourceWarning):
     """Emitted when procly had to reclaim a semaphore or shared-memory segment that a dead
     process left behind."""
+
+
+def _publish() -> None:
+    """Give every class its public home: pickle records ``__module__`` for the receiver."""
+    for name in __all__:
+        globals()[name].__module__ = "procly.errors"
+    _rebuild_worker_crashed.__module__ = "procly.errors"
+
+
+_publish()

@@ -29,6 +29,7 @@ SECTIONS: dict[str, str] = {
     "sync": "procly._bench._sync",
     "shm": "procly._bench._shm",
     "queues": "procly._bench._queues",
+    "pool": "procly._bench._pool",
 }
 
 
