@@ -2,7 +2,7 @@
 """The project's two entry points, for a fresh machine with nothing but Python.
 
     python3 scripts/run.py demo   # tour of the examples, then the quick benchmark
-    python3 scripts/run.py test   # ruff, mypy and the whole test suite
+    python3 scripts/run.py test   # ruff, mypy, import-linter and the whole test suite
 
 Each creates ``.venv`` in the checkout on first use and installs procly with its test
 extras there; later runs reuse it unless ``pyproject.toml`` changed.
@@ -56,6 +56,7 @@ def main() -> None:
     else:
         run(str(PY), "-m", "ruff", "check", "src", "tests")
         run(str(PY), "-m", "mypy")
+        run(str(VENV / "bin" / "lint-imports"))
         run(str(PY), "-m", "pytest", "-q", *extra)
 
 
