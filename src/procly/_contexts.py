@@ -31,7 +31,7 @@ class BaseContext:
     # -- processes and start methods (owner: processes) ------------------------------------
 
     # -- connections (owner: connections) --------------------------------------------------
-    def Pipe(self, duplex: bool = True) -> Any:  # noqa: N802 - stdlib name
+    def Pipe(self, duplex: bool = True) -> Any:
         """Return a pair ``(conn1, conn2)`` of :class:`~procly.connection.Connection` objects."""
         from ._proc._connection import Pipe
 
