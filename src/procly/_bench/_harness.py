@@ -30,6 +30,7 @@ SECTIONS: dict[str, str] = {
     "shm": "procly._bench._shm",
     "queues": "procly._bench._queues",
     "pool": "procly._bench._pool",
+    "managers": "procly._bench._managers",
 }
 
 
