@@ -1,0 +1,612 @@
+"""The resource tracker: named kernel objects outlive no process tree (layer 1).
+
+Shared-memory segments and named semaphores live in a global namespace: if the process
+that created one is SIGKILLed, nothing in it can unlink the name, and ``/dev/shm`` fills
+up.  One tracker process per process tree owns that cleanup::
+
+    creator P            user C (fork/spawn/forkserver child, or any process with the env)
+    +-----------+        +-----------+
+    | _Client   |        | _Client   |     each process: one Unix-socket connection,
+    +-----+-----+        +-----+-----+     opened lazily, messages fire-and-forget
+          | "C shm n"          | "U shm n" ... "D shm n"
+          v                    v
+    +----------------------------------------------------------+
+    | tracker  (python -m procly._proc._tracker, own session)   |
+    |   listener --accept--> connections --lines--> _Registry  |
+    |   EOF on a connection => that process is gone             |
+    |   name with no pin, no use, no hold  => unlink it          |
+    +----------------------------------------------------------+
+
+* **A client process** (:class:`_Client`, one per process) connects on its first
+  registration, to the address in ``PROCLY_TRACKER`` or, if none answers there, to a tracker
+  it starts itself (and then puts the address in ``os.environ`` so that children started
+  later find it).  After ``fork`` the child drops the parent's connection and, if it holds
+  handles inherited through ``fork``, re-registers them on its own connection *before* it
+  closes its copy of the parent's (a round trip), so that the parent dying at any moment
+  never leaves a window where nobody holds the name.
+* **The tracker** accepts connections from processes of the same user, keeps per
+  connection the names it pins, uses and holds, and reclaims (unlinks) a name once nothing
+  refers to it.  It exits once its last connection is gone, so it never outlives the tree.
+* **Lifecycle of a name** (a *key* is ``(kind, name)``):
+
+  - ``register(kind, name)`` (``C``): this process created it.  The creator *pins* it until
+    the creator process is gone, and holds one *use*.
+  - ``register(kind, name, pin=False)`` (``A``): created, but reference counted only: it is
+    reclaimed as soon as no process uses or holds it (shared NumPy arrays).
+  - ``use`` / ``release`` (``U`` / ``D``): a process attached / closed one handle.
+  - ``hold`` / ``release_hold`` (``H`` / ``R``): a handle is in flight inside a pickle.  The
+    receiver releases the hold once it attached; until then the name survives even the
+    sender's exit (a worker that puts a result and exits is the common case).  A hold never
+    released (a pickle never unpickled) lasts until the tracker exits with its tree.  A
+    release may overtake its hold on another connection: the tracker remembers it.
+  - ``unregister`` (``X``): the name was unlinked explicitly; forget it.
+
+  A connection that ends (EOF) drops its pins and uses.  If it ended without the
+  ``goodbye`` message (the process died) and something had to be reclaimed because of
+  it, the tracker emits :class:`~procly.errors.ResourceLeakWarning` on its stderr.  Nothing is
+  said at a clean exit.  Names that nobody ``register``-ed (only used) are never unlinked.
+
+The stdlib tracker differs on both counts procly fixes: it warns about segments a clean
+program left to it, and it unlinks a segment as soon as *any* process that attached it exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import selectors
+import signal
+import socket
+import struct
+import sys
+import tempfile
+import threading
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+
+__all__ = (
+    "ENV_VAR",
+    "KINDS",
+    "address",
+    "ensure_running",
+    "goodbye",
+    "hold",
+    "register",
+    "release",
+    "release_hold",
+    "set_address",
+    "sync",
+    "unregister",
+    "use",
+)
+
+#: Environment variable through which children find their tree's tracker.
+ENV_VAR = "PROCLY_TRACKER"
+#: Kinds of named kernel objects the tracker can unlink.
+KINDS = ("shm", "sem")
+
+Key = tuple[str, str]
+
+
+# --------------------------------------------------------------------------- client side
+
+
+def _check(kind: str, name: str) -> None:
+    if kind not in KINDS:
+        raise ValueError(f"unknown resource kind {kind!r}; expected one of {KINDS}")
+    if not name or any(c.isspace() for c in name) or len(name) > 255:
+        raise ValueError(f"invalid resource name {name!r}")
+
+
+def _abstract_ok() -> bool:
+    return sys.platform.startswith("linux")
+
+
+def _spawn_tracker() -> tuple[socket.socket, str]:
+    """Start a tracker and return ``(connection to it, its address)``.
+
+    The listener is bound and our connection queued in its backlog *before* the tracker
+    runs, so messages sent right away wait in the socket: starting costs one
+    ``posix_spawn``, not an interpreter start-up.
+    """
+    token = secrets.token_hex(8)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    if _abstract_ok():
+        addr = f"@procly-tracker-{os.getpid()}-{token}"
+        listener.bind("\0" + addr[1:])
+    else:  # pragma: no cover - macOS
+        addr = os.path.join(tempfile.mkdtemp(prefix="procly-"), "tracker")
+        listener.bind(addr)
+    listener.listen(64)
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn.connect(_sockaddr(addr))
+    fd = listener.fileno()
+    os.set_inheritable(fd, True)
+    env = dict(os.environ)
+    pkg_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [pkg_root, env.get("PYTHONPATH")]))
+    env.pop(ENV_VAR, None)
+    argv = [sys.executable, "-m", "procly._proc._tracker", str(fd), addr]
+    # Own session: a Ctrl-C or killpg aimed at the tree must not take the cleaner with it.
+    os.posix_spawn(
+        sys.executable,
+        argv,
+        env,
+        file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)],
+        setsid=True,
+    )
+    listener.close()
+    return conn, addr
+
+
+def _sockaddr(addr: str) -> str:
+    return "\0" + addr[1:] if addr.startswith("@") else addr
+
+
+class _Client:
+    """This process's connection to its tracker plus what it registered (for re-sending
+    after ``fork`` or after the tracker was lost).  The one owner of client state;
+    :meth:`reset` is the documented reset (tests)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.sock: socket.socket | None = None
+        self.pid = os.getpid()
+        self.uses: Counter[Key] = Counter()
+        self.pins: set[Key] = set()
+        self.autos: set[Key] = set()
+        # Set once this process said goodbye: later messages (finalizers running at
+        # shutdown) are dropped rather than starting a new tracker.
+        self.finished = False
+
+    # -- connection management (call with self.lock held) ---------------------------------
+    def _connect(self) -> socket.socket:
+        if self.sock is not None and self.pid == os.getpid():
+            return self.sock
+        self.pid = os.getpid()
+        addr = os.environ.get(ENV_VAR)
+        sock: socket.socket | None = None
+        if addr:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.connect(_sockaddr(addr))
+            except OSError:  # that tree's tracker is gone: start our own
+                sock.close()
+                sock = None
+        if sock is None:
+            sock, addr = _spawn_tracker()
+            os.environ[ENV_VAR] = addr
+        self.sock = sock
+        return sock
+
+    def send(self, line: str, *, record: tuple[str, Key] | None = None) -> None:
+        """Send one message; reconnect (and re-register) once if the tracker was lost."""
+        with self.lock:
+            self._send_locked(line, record=record)
+
+    def _send_locked(self, line: str, *, record: tuple[str, Key] | None = None) -> None:
+        if self.finished and self.pid == os.getpid():
+            return
+        if record is not None:
+            self._record(*record)
+        data = (line + "\n").encode()
+        for attempt in (0, 1):
+            fresh = self.sock is None or self.pid != os.getpid()
+            sock = self._connect()
+            try:
+                if fresh:
+                    sock.sendall(self._replay(exclude=record))
+                sock.sendall(data)
+                return
+            except OSError:
+                self._drop()
+                if attempt:
+                    raise
+
+    def _record(self, op: str, key: Key) -> None:
+        if op in ("C", "A", "U"):
+            self.uses[key] += 1
+            if op == "C":
+                self.pins.add(key)
+            elif op == "A":
+                self.autos.add(key)
+        elif op == "D":
+            self.uses[key] -= 1
+            if self.uses[key] <= 0:
+                del self.uses[key]
+                self.autos.discard(key)
+        elif op == "X":
+            self.pins.discard(key)
+            self.autos.discard(key)
+
+    def _replay(self, exclude: tuple[str, Key] | None) -> bytes:
+        """What a fresh connection must say so the tracker knows what we hold."""
+        uses = Counter(self.uses)
+        pins = set(self.pins)
+        autos = set(self.autos)
+        if exclude is not None:  # the message being sent accounts for itself
+            op, key = exclude
+            if op in ("C", "A", "U"):
+                uses[key] -= 1
+            pins.discard(key)
+            autos.discard(key)
+        lines: list[str] = []
+        for op, keys in (("C", pins), ("A", autos)):
+            for key in keys:
+                if uses[key] > 0:
+                    lines.append(f"{op} {key[0]} {key[1]}")
+                    uses[key] -= 1
+        for (kind, name), count in uses.items():
+            lines.extend(f"U {kind} {name}" for _ in range(count))
+        return "".join(line + "\n" for line in lines).encode()
+
+    def _drop(self) -> None:
+        if self.sock is not None:
+            with contextlib.suppress(OSError):
+                self.sock.close()
+        self.sock = None
+
+    def roundtrip(self, line: str = "P") -> str:
+        """Ping the tracker and wait for the answer: everything sent before is processed."""
+        with self.lock:
+            self._send_locked(line)
+            if self.sock is None:  # finished: nothing to wait for
+                return ""
+            buf = b""
+            while not buf.endswith(b"\n"):
+                chunk = self.sock.recv(16)
+                if not chunk:
+                    raise ConnectionError("the resource tracker went away")
+                buf += chunk
+            return buf.decode().strip()
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def after_fork_in_child(self) -> None:
+        inherited = self.sock
+        self.lock = threading.Lock()  # another thread may have held it at fork time
+        self.sock = None
+        self.pid = os.getpid()
+        self.finished = False
+        self.pins.clear()  # the parent created them; we merely inherited handles
+        self.autos.clear()
+        try:
+            if self.uses:
+                # Re-register inherited handles, and keep the parent's connection open until
+                # the tracker has seen them: a parent killed meanwhile cannot free the name.
+                self.roundtrip()
+        finally:
+            if inherited is not None:
+                inherited.close()
+
+    def goodbye(self) -> None:
+        with self.lock:
+            self.finished = True
+            if self.sock is not None and self.pid == os.getpid():
+                with contextlib.suppress(OSError):
+                    self.sock.sendall(b"B\n")
+            self._drop()
+
+    def reset(self) -> None:
+        """Close the connection and forget every registration (tests only)."""
+        self.goodbye()
+        self.uses.clear()
+        self.pins.clear()
+        self.autos.clear()
+        self.finished = False
+
+
+_CLIENT = _Client()
+os.register_at_fork(after_in_child=_CLIENT.after_fork_in_child)
+
+
+def _atexit() -> None:
+    _CLIENT.goodbye()
+
+
+import atexit  # noqa: E402 - kept beside its single use
+
+atexit.register(_atexit)
+
+
+def register(kind: str, name: str, *, pin: bool = True) -> None:
+    """Record that this process created *name* (of *kind*: ``"shm"`` or ``"sem"``).
+
+    With *pin* (the default) the tracker unlinks it once this process is gone *and* no
+    other process uses or holds it, or never if :func:`unregister` is called first.  With
+    ``pin=False`` it is reference counted only: this call counts as one :func:`use`, and the
+    name is unlinked as soon as no process uses or holds it.  Raises :class:`ValueError`
+    for an unknown kind or a name with whitespace.
+    """
+    _check(kind, name)
+    op = "C" if pin else "A"
+    _CLIENT.send(f"{op} {kind} {name}", record=(op, (kind, name)))
+
+
+def unregister(kind: str, name: str) -> None:
+    """Record that *name* was unlinked on purpose: the tracker forgets it."""
+    _check(kind, name)
+    _CLIENT.send(f"X {kind} {name}", record=("X", (kind, name)))
+
+
+def use(kind: str, name: str) -> None:
+    """Record that this process opened one handle on *name* (it is not reclaimed while
+    this process lives, until the matching :func:`release`)."""
+    _check(kind, name)
+    _CLIENT.send(f"U {kind} {name}", record=("U", (kind, name)))
+
+
+def release(kind: str, name: str) -> None:
+    """Record that this process closed one handle opened by :func:`use` or
+    :func:`register`."""
+    _check(kind, name)
+    if _CLIENT.uses.get((kind, name), 0) <= 0:
+        return  # nothing to release (double close): never drop someone else's count
+    _CLIENT.send(f"D {kind} {name}", record=("D", (kind, name)))
+
+
+def hold(kind: str, name: str) -> str:
+    """Keep *name* alive while a handle to it travels inside a pickle; returns the token
+    the receiver passes to :func:`release_hold` once it has attached.  The hold outlives
+    the sender; one never released lasts until the tracker exits with the tree."""
+    _check(kind, name)
+    token = secrets.token_hex(8)
+    _CLIENT.send(f"H {kind} {name} {token}")
+    return token
+
+
+def release_hold(kind: str, name: str, token: str) -> None:
+    """Drop the hold *token* (from any process)."""
+    _check(kind, name)
+    _CLIENT.send(f"R {kind} {name} {token}")
+
+
+def sync() -> None:
+    """Wait until the tracker has processed everything this process sent.
+
+    Raises :class:`ConnectionError` if the tracker vanished meanwhile.
+    """
+    _CLIENT.roundtrip()
+
+
+def _query(kind: str, name: str) -> tuple[int, int, int] | None:
+    """``(pins, uses, holds)`` the tracker counts for *name*, or ``None`` (tests only)."""
+    _check(kind, name)
+    answer = _CLIENT.roundtrip(f"Q {kind} {name}").split()
+    return None if answer[0] == "-" else (int(answer[0]), int(answer[1]), int(answer[2]))
+
+
+def goodbye() -> None:
+    """Tell the tracker this process is ending cleanly (no leak warning on its account).
+
+    Runs at interpreter exit; a child that leaves through ``os._exit`` should call it.
+    """
+    _CLIENT.goodbye()
+
+
+def ensure_running() -> str:
+    """Connect (starting the tracker if needed) and return its address, so that children
+    started from now on (including a forkserver) inherit it through the environment."""
+    with _CLIENT.lock:
+        _CLIENT._connect()
+    return os.environ[ENV_VAR]
+
+
+def address() -> str | None:
+    """The tracker address this process would use (``None`` before any is known)."""
+    return os.environ.get(ENV_VAR)
+
+
+def set_address(addr: str) -> None:
+    """Adopt the tracker at *addr* (a start method passing it to a child explicitly)."""
+    os.environ[ENV_VAR] = addr
+
+
+# --------------------------------------------------------------------------- tracker side
+
+
+def _unlink(kind: str, name: str) -> None:
+    import posix_ipc  # type: ignore[import-not-found]
+
+    path = name if name.startswith("/") else "/" + name
+    with contextlib.suppress(posix_ipc.ExistentialError):
+        if kind == "shm":
+            posix_ipc.unlink_shared_memory(path)
+        else:
+            posix_ipc.unlink_semaphore(path)
+
+
+@dataclass
+class _Conn:
+    sock: socket.socket
+    buf: bytes = b""
+    clean: bool = False
+    uses: Counter[Key] = field(default_factory=Counter)
+    pins: set[Key] = field(default_factory=set)
+
+
+@dataclass
+class _Res:
+    owned: bool = False
+    pins: int = 0
+    uses: int = 0
+    holds: set[str] = field(default_factory=set)
+    dirty: bool = False  # its creator died without saying goodbye
+
+
+class _Registry:
+    """Tracker-side bookkeeping: which connection refers to which name, and how."""
+
+    def __init__(self) -> None:
+        self.res: dict[Key, _Res] = {}
+        self.early: set[str] = set()  # releases that overtook their hold
+        self.reclaimed: list[Key] = []
+
+    def handle(self, conn: _Conn, line: str) -> bytes | None:
+        parts = line.split()
+        if not parts:
+            return None
+        op = parts[0]
+        if op == "P":
+            return b"P\n"
+        if op == "B":
+            conn.clean = True
+            return None
+        if len(parts) < 3 or parts[1] not in KINDS:
+            return None
+        key: Key = (parts[1], parts[2])
+        if op == "Q":
+            q = self.res.get(key)
+            return f"{q.pins} {q.uses} {len(q.holds)}\n".encode() if q else b"- - -\n"
+        res = self.res.setdefault(key, _Res())
+        if op in ("C", "A"):
+            res.owned = True
+        if op == "C":
+            conn.pins.add(key)
+            res.pins += 1
+        if op in ("C", "A", "U"):
+            conn.uses[key] += 1
+            res.uses += 1
+        elif op == "D" and conn.uses[key] > 0:
+            conn.uses[key] -= 1
+            res.uses -= 1
+        elif op == "X":
+            res.owned = False
+        elif op == "H" and len(parts) == 4:
+            token = parts[3]
+            if token in self.early:
+                self.early.discard(token)
+            else:
+                res.holds.add(token)
+        elif op == "R" and len(parts) == 4:
+            token = parts[3]
+            if token in res.holds:
+                res.holds.discard(token)
+            else:
+                self.early.add(token)
+        self.check(key)
+        return None
+
+    def drop(self, conn: _Conn) -> None:
+        """A connection ended: drop everything it held.
+
+        A reclaim is worth a warning when the creator died without saying goodbye, or when
+        the death of a process is what released the name; not when a clean program simply
+        left the cleanup to the tracker.
+        """
+        for key in set(conn.uses) | conn.pins:
+            res = self.res.get(key)
+            if res is None:
+                continue
+            res.uses -= conn.uses.get(key, 0)
+            res.pins -= key in conn.pins
+            if not conn.clean and key in conn.pins:
+                res.dirty = True
+            self.check(key, died=not conn.clean)
+
+    def check(self, key: Key, *, died: bool = False) -> None:
+        res = self.res.get(key)
+        if res is None or res.uses > 0 or res.pins > 0 or res.holds:
+            return
+        del self.res[key]
+        if res.owned:
+            _unlink(*key)
+            if res.dirty or died:
+                self.reclaimed.append(key)
+
+
+def _warn(keys: list[Key]) -> None:
+    from .._errors import ResourceLeakWarning
+
+    for kind, name in keys:
+        msg = warnings.formatwarning(
+            f"procly reclaimed {kind} {name!r}, left behind by a process that died",
+            ResourceLeakWarning,
+            "procly._proc._tracker",
+            0,
+        )
+        with contextlib.suppress(OSError):
+            sys.stderr.write(msg)
+            sys.stderr.flush()
+
+
+def _same_user(sock: socket.socket) -> bool:
+    if not hasattr(socket, "SO_PEERCRED"):  # pragma: no cover - macOS: filesystem perms
+        return True
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return bool(uid == os.getuid())
+
+
+def main(listen_fd: int, addr: str) -> None:
+    """Run the tracker until its last connection is gone."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    listener = socket.socket(fileno=listen_fd)
+    listener.setblocking(False)
+    sel = selectors.DefaultSelector()
+    sel.register(listener, selectors.EVENT_READ, None)
+    reg = _Registry()
+    conns: list[_Conn] = []
+    seen_any = False
+    try:
+        while True:
+            for skey, _ in sel.select():
+                if skey.data is None:
+                    while True:
+                        try:
+                            sock, _ = listener.accept()
+                        except (BlockingIOError, InterruptedError):
+                            break
+                        if not _same_user(sock):
+                            sock.close()
+                            continue
+                        conn = _Conn(sock)
+                        conns.append(conn)
+                        sel.register(sock, selectors.EVENT_READ, conn)
+                        seen_any = True
+                    continue
+                conn = skey.data
+                try:
+                    data = conn.sock.recv(65536)
+                except OSError:
+                    data = b""
+                if not data:
+                    sel.unregister(conn.sock)
+                    conn.sock.close()
+                    conns.remove(conn)
+                    reg.drop(conn)
+                else:
+                    conn.buf += data
+                    *lines, conn.buf = conn.buf.split(b"\n")
+                    for raw in lines:
+                        reply = reg.handle(conn, raw.decode(errors="replace"))
+                        if reply:
+                            with contextlib.suppress(OSError):
+                                conn.sock.sendall(reply)
+            if reg.reclaimed:
+                _warn(reg.reclaimed)
+                reg.reclaimed.clear()
+            if seen_any and not conns:
+                # Last one gone; a connection may still sit in the backlog.
+                try:
+                    sock, _ = listener.accept()
+                except (BlockingIOError, InterruptedError):
+                    break
+                conn = _Conn(sock)
+                conns.append(conn)
+                sel.register(sock, selectors.EVENT_READ, conn)
+    finally:
+        listener.close()
+        for key, res in list(reg.res.items()):
+            if res.owned:
+                _unlink(*key)
+        if not addr.startswith("@"):  # pragma: no cover - macOS socket file
+            with contextlib.suppress(OSError):
+                os.unlink(addr)
+                os.rmdir(os.path.dirname(addr))
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]), sys.argv[2])
