@@ -22,6 +22,8 @@ __all__ = (
     "BufferTooShort",
     "ContextAlreadySetError",
     "FrameError",
+    "LockNotOwnedError",
+    "OwnerDiedError",
     "PoolClosedError",
     "ProcessError",
     "RemoteTraceback",
@@ -152,6 +154,37 @@ class RemoteTraceback(Exception):
 
     def __str__(self) -> str:
         return self.tb
+
+
+class OwnerDiedError(ProcessError, RuntimeError):
+    """Raised by ``Lock.acquire`` / ``RLock.acquire`` (and what waits on them: ``Condition``,
+    ``Event``, ``Barrier``) when the process that held the lock died without releasing it.
+
+    The lock has been reset to *unlocked* before this is raised, so every other waiter (and
+    a retry) acquires it normally; exactly one acquirer sees this error per abandoned hold.
+    The data the lock protected may be half-updated.  ``pid`` is the dead holder.
+    (The standard library blocks for ever in this situation.)
+    """
+
+    def __init__(self, message: str, *, pid: int | None = None) -> None:
+        super().__init__(message)
+        self.pid = pid
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_owner_died, (str(self), self.pid))
+
+
+def _rebuild_owner_died(message: str, pid: int | None) -> OwnerDiedError:
+    return OwnerDiedError(message, pid=pid)
+
+
+class LockNotOwnedError(ProcessError, RuntimeError, AssertionError):
+    """Raised by ``RLock.release`` and ``Condition.wait``/``notify`` when the calling thread
+    does not hold the lock.
+
+    The standard library raised :class:`AssertionError` here and :mod:`threading` raises
+    :class:`RuntimeError`; this subclasses both so either ``except`` clause keeps matching.
+    """
 
 
 class ResourceLeakWarning(ResourceWarning):
