@@ -29,6 +29,23 @@ from ._errors import ProcessError as ProcessError
 from ._errors import TimeoutError as TimeoutError
 
 # -- processes and start methods (owner: processes) ----------------------------------------
+# isort: split
+from ._contexts import Process as Process
+from ._default import active_children as active_children
+from ._default import allow_connection_pickling as allow_connection_pickling
+from ._default import cpu_count as cpu_count
+from ._default import current_process as current_process
+from ._default import freeze_support as freeze_support
+from ._default import get_all_start_methods as get_all_start_methods
+from ._default import get_context as get_context
+from ._default import get_logger as get_logger
+from ._default import get_start_method as get_start_method
+from ._default import log_to_stderr as log_to_stderr
+from ._default import parent_process as parent_process
+from ._default import set_executable as set_executable
+from ._default import set_forkserver_preload as set_forkserver_preload
+from ._default import set_start_method as set_start_method
+from ._default import usable_cpu_count as usable_cpu_count
 
 # -- connections (owner: connections) ------------------------------------------------------
 
@@ -38,12 +55,28 @@ from ._errors import TimeoutError as TimeoutError
 
 # -- queues (owner: queues) ----------------------------------------------------------------
 
-__all__ = (
+__all__ = (  # noqa: RUF022 - grouped by owner, each group sorted
     "AuthenticationError",
     "BufferTooShort",
     "ProcessError",
     "TimeoutError",
     # processes and start methods
+    "Process",
+    "active_children",
+    "allow_connection_pickling",
+    "cpu_count",
+    "current_process",
+    "freeze_support",
+    "get_all_start_methods",
+    "get_context",
+    "get_logger",
+    "get_start_method",
+    "log_to_stderr",
+    "parent_process",
+    "set_executable",
+    "set_forkserver_preload",
+    "set_start_method",
+    "usable_cpu_count",
     # connections
     # synchronization
     # shared memory and shared ctypes

@@ -15,6 +15,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import _errors
+from ._proc import _context as _start
+from ._proc import _process
 
 if TYPE_CHECKING:
     pass
@@ -23,12 +25,109 @@ if TYPE_CHECKING:
 class BaseContext:
     """Everything ``procly`` offers at module level, bound to one start method."""
 
+    __module__ = "procly.context"
+
     ProcessError = _errors.ProcessError
     BufferTooShort = _errors.BufferTooShort
     TimeoutError = _errors.TimeoutError
     AuthenticationError = _errors.AuthenticationError
 
     # -- processes and start methods (owner: processes) ------------------------------------
+    _name: str | None = None
+
+    @property
+    def Process(self) -> type[_process.BaseProcess]:
+        """The process class whose ``start()`` uses this context's start method."""
+        return _PROCESS_CLASSES[self._name]
+
+    def current_process(self) -> _process.BaseProcess:
+        """The process object of the calling process."""
+        return _process.current_process()
+
+    def parent_process(self) -> _process.BaseProcess | None:
+        """The parent's process object in a child started by procly, else ``None``."""
+        return _process.parent_process()
+
+    def active_children(self) -> list[_process.BaseProcess]:
+        """Children of this process that are still alive (finished ones are reaped)."""
+        return _process.active_children()
+
+    def cpu_count(self) -> int:
+        """The number of CPUs in the machine; raises :class:`NotImplementedError` if unknown."""
+        from ._os._cpu import cpu_count
+
+        return cpu_count()
+
+    def usable_cpu_count(self) -> int:
+        """The CPUs this process may use: affinity mask and cgroup quota included (procly)."""
+        from ._os._cpu import usable_cpu_count
+
+        return usable_cpu_count()
+
+    def freeze_support(self) -> None:
+        """Nothing to do: frozen Windows executables are out of procly's scope."""
+
+    def get_logger(self) -> Any:
+        """procly's logger (see :func:`procly.util.get_logger`)."""
+        from ._proc._logger import get_logger
+
+        return get_logger()
+
+    def log_to_stderr(self, level: int | str | None = None) -> Any:
+        """Print procly's log records to stderr (see :func:`procly.util.log_to_stderr`)."""
+        from ._proc._logger import log_to_stderr
+
+        return log_to_stderr(level)
+
+    def allow_connection_pickling(self) -> None:
+        """Connections always pickle within procly (descriptors travel as ``SCM_RIGHTS``);
+        kept for compatibility: it makes sure their reducers are registered."""
+        import importlib
+
+        importlib.import_module("procly._proc._connection")
+
+    def set_executable(self, executable: str) -> None:
+        """Use *executable* as the interpreter of spawned children and the forkserver."""
+        from ._proc._launch._spawn import LAUNCHER
+
+        LAUNCHER.executable = str(executable)
+
+    def set_forkserver_preload(self, module_names: list[str]) -> None:
+        """Modules the forkserver imports once, so its children start with them loaded.
+
+        Raises :class:`TypeError` unless *module_names* is a list of strings.
+        """
+        from ._proc._launch._forkserver import LAUNCHER
+
+        LAUNCHER.set_preload(module_names)
+
+    def get_context(self, method: str | None = None) -> BaseContext:
+        """This context (``method=None``) or the context of start method *method*.
+
+        Raises :class:`~procly.errors.StartMethodError` (a :class:`ValueError`) for an
+        unknown method.
+        """
+        if method is None:
+            return self
+        return _CONTEXTS[_start.check_method(method)]
+
+    def get_start_method(self, allow_none: bool = False) -> str | None:
+        """The start method of this context."""
+        return self._name
+
+    def set_start_method(self, method: str | None, force: bool = False) -> None:
+        """Only the default context's start method can be set.
+
+        Raises :class:`ValueError` on a concrete context, as the standard library does.
+        """
+        raise ValueError("cannot set start method of concrete context")
+
+    def get_all_start_methods(self) -> list[str]:
+        """The available start methods, the default first."""
+        return _start.all_start_methods()
+
+    def _check_available(self) -> None:
+        """Every start method is available on Linux and macOS."""
 
     # -- connections (owner: connections) --------------------------------------------------
     def Pipe(self, duplex: bool = True) -> Any:
@@ -42,3 +141,122 @@ class BaseContext:
     # -- shared memory and shared ctypes (owner: shm) --------------------------------------
 
     # -- queues (owner: queues) ------------------------------------------------------------
+
+
+# == processes and start methods (owner: processes): one context per start method ==========
+
+
+class Process(_process.BaseProcess):
+    """A process started with the default context's start method, chosen at ``start()``
+    (``procly.Process``)."""
+
+    __module__ = "procly.context"
+
+    @staticmethod
+    def _Popen(process_obj: _process.BaseProcess) -> Any:
+        method = _start.START_METHOD.get()
+        assert method is not None
+        process_obj._start_method = method
+        return _start.get_launcher(method).start(process_obj)
+
+
+class ForkProcess(_process.BaseProcess):
+    """A process started by forking this one."""
+
+    __module__ = "procly.context"
+    _start_method = "fork"
+
+    @staticmethod
+    def _Popen(process_obj: _process.BaseProcess) -> Any:
+        return _start.get_launcher("fork").start(process_obj)
+
+
+class SpawnProcess(_process.BaseProcess):
+    """A process started in a fresh interpreter."""
+
+    __module__ = "procly.context"
+    _start_method = "spawn"
+
+    @staticmethod
+    def _Popen(process_obj: _process.BaseProcess) -> Any:
+        return _start.get_launcher("spawn").start(process_obj)
+
+
+class ForkServerProcess(_process.BaseProcess):
+    """A process forked by this process's forkserver."""
+
+    __module__ = "procly.context"
+    _start_method = "forkserver"
+
+    @staticmethod
+    def _Popen(process_obj: _process.BaseProcess) -> Any:
+        return _start.get_launcher("forkserver").start(process_obj)
+
+
+_PROCESS_CLASSES: dict[str | None, type[_process.BaseProcess]] = {
+    None: Process,
+    "fork": ForkProcess,
+    "spawn": SpawnProcess,
+    "forkserver": ForkServerProcess,
+}
+
+
+class ForkContext(BaseContext):
+    """The context of the ``fork`` start method."""
+
+    __module__ = "procly.context"
+    _name = "fork"
+
+
+class SpawnContext(BaseContext):
+    """The context of the ``spawn`` start method."""
+
+    __module__ = "procly.context"
+    _name = "spawn"
+
+
+class ForkServerContext(BaseContext):
+    """The context of the ``forkserver`` start method."""
+
+    __module__ = "procly.context"
+    _name = "forkserver"
+
+
+_CONTEXTS: dict[str, BaseContext] = {
+    "fork": ForkContext(),
+    "spawn": SpawnContext(),
+    "forkserver": ForkServerContext(),
+}
+
+
+class DefaultContext(BaseContext):
+    """What ``procly`` itself is: forwards to the context of the chosen start method.
+
+    The start method is fixed by the first of ``set_start_method``, ``get_start_method()``
+    or ``get_context()``; see :mod:`procly._proc._context` for the default.
+    """
+
+    __module__ = "procly.context"
+
+    def get_context(self, method: str | None = None) -> BaseContext:
+        if method is None:
+            chosen = _start.START_METHOD.get()
+            assert chosen is not None
+            return _CONTEXTS[chosen]
+        return super().get_context(method)
+
+    def get_start_method(self, allow_none: bool = False) -> str | None:
+        """The chosen start method; fixes the default unless *allow_none*."""
+        return _start.START_METHOD.get(allow_none)
+
+    def set_start_method(self, method: str | None, force: bool = False) -> None:
+        """Fix the start method of ``procly.Process`` and the module-level factories.
+
+        Raises :class:`~procly.errors.ContextAlreadySetError` (a :class:`RuntimeError`) if it
+        is already fixed and *force* is false; :class:`~procly.errors.StartMethodError` (a
+        :class:`ValueError`) for an unknown method.
+        """
+        _start.START_METHOD.set(method, force)
+
+
+default_context = DefaultContext()

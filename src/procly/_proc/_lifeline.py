@@ -1,0 +1,95 @@
+"""Children never outlive their parent (layer 1).
+
+Every process that starts children owns one *lifeline*: a pipe whose write end only it
+holds and never writes to.  Each child gets the read end and runs a tiny daemon thread
+blocked reading it.  When the parent dies, however it dies (``SIGKILL`` included), the
+kernel closes the write end, the read returns end-of-file and the child exits at once; its
+own children then see their lifeline break the same way, so whole trees go down.
+
+Why not ``PR_SET_PDEATHSIG`` alone: it fires when the *thread* that created the child exits,
+which kills processes started from short-lived threads, and it does not exist on macOS.
+
+Invariants:
+
+* the write end is close-on-exec, and an ``os.register_at_fork`` hook closes it in every
+  forked child (procly's fork launcher, the forkserver's children, a bare ``os.fork``), so
+  only this process ever holds it;
+* the forkserver receives the read end with each request (``SCM_RIGHTS``) and hands it to
+  that child, so forkserver children die with the process that asked for them, not with
+  the server.
+
+State lives in the one object :data:`LIFELINE`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from ._afterfork import register_internal
+
+__all__ = ("LIFELINE", "Lifeline")
+
+#: Exit status of a child whose parent died; nobody is left to read it.
+PARENT_DIED_EXITCODE = 70
+
+
+class Lifeline:
+    """This process's lifeline pipe, and the parent's read end this process watches."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._read_fd: int | None = None
+        self._write_fd: int | None = None
+        #: The read end of the parent's lifeline, if this process is a child.
+        self.parent_fd: int | None = None
+
+    def reader(self) -> int:
+        """The read end to hand to a new child (created on first use)."""
+        fd = self._read_fd
+        if fd is not None:
+            return fd
+        with self._lock:
+            if self._read_fd is None:
+                self._read_fd, self._write_fd = os.pipe()  # both close-on-exec
+            return self._read_fd
+
+    def after_fork_in_child(self) -> None:
+        """Forked child: drop the parent's write end; its read end becomes what we watch.
+
+        A grandparent's read end inherited earlier is closed: no thread watches it here.
+        """
+        self._lock = threading.Lock()
+        old_parent = self.parent_fd
+        if self._write_fd is not None:
+            _close(self._write_fd)
+        self.parent_fd = self._read_fd
+        self._read_fd = self._write_fd = None
+        if old_parent is not None and old_parent != self.parent_fd:
+            _close(old_parent)
+
+    def watch(self, fd: int) -> None:
+        """Exit this process as soon as the parent that holds *fd*'s write end dies."""
+        self.parent_fd = fd
+        thread = threading.Thread(target=_watch, args=(fd,), name="procly-lifeline", daemon=True)
+        thread.start()
+
+
+def _close(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def _watch(fd: int) -> None:
+    try:
+        while os.read(fd, 1):  # the parent never writes; data would be a stray writer
+            pass
+    except OSError:
+        return  # the descriptor was closed under us: this process chose to stop watching
+    os._exit(PARENT_DIED_EXITCODE)
+
+
+LIFELINE = Lifeline()
+register_internal(LIFELINE.after_fork_in_child)
