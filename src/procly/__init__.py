@@ -52,6 +52,31 @@ from ._default import usable_cpu_count as usable_cpu_count
 # -- synchronization (owner: sync) ---------------------------------------------------------
 
 # -- shared memory and shared ctypes (owner: shm) ------------------------------------------
+# isort: split
+from typing import Any as _Any  # noqa: E402
+
+from . import _contexts as _shm_contexts  # noqa: E402
+
+
+def RawValue(typecode_or_type: _Any, *args: _Any) -> _Any:
+    """A ctypes object in shared memory, without a lock (default context)."""
+    return _shm_contexts.default_context.RawValue(typecode_or_type, *args)
+
+
+def RawArray(typecode_or_type: _Any, size_or_initializer: _Any) -> _Any:
+    """A ctypes array in shared memory, without a lock (default context)."""
+    return _shm_contexts.default_context.RawArray(typecode_or_type, size_or_initializer)
+
+
+def Value(typecode_or_type: _Any, *args: _Any, lock: _Any = True) -> _Any:
+    """A shared ctypes object guarded by a recursive lock (default context)."""
+    return _shm_contexts.default_context.Value(typecode_or_type, *args, lock=lock)
+
+
+def Array(typecode_or_type: _Any, size_or_initializer: _Any, *, lock: _Any = True) -> _Any:
+    """A shared ctypes array guarded by a recursive lock (default context)."""
+    return _shm_contexts.default_context.Array(typecode_or_type, size_or_initializer, lock=lock)
+
 
 # -- queues (owner: queues) ----------------------------------------------------------------
 
@@ -80,5 +105,9 @@ __all__ = (  # noqa: RUF022 - grouped by owner, each group sorted
     # connections
     # synchronization
     # shared memory and shared ctypes
+    "Array",
+    "RawArray",
+    "RawValue",
+    "Value",
     # queues
 )

@@ -139,6 +139,33 @@ class BaseContext:
     # -- synchronization (owner: sync) -----------------------------------------------------
 
     # -- shared memory and shared ctypes (owner: shm) --------------------------------------
+    def RawValue(self, typecode_or_type: Any, *args: Any) -> Any:
+        """A ctypes object in (anonymous, leak-proof) shared memory, without a lock."""
+        from ._shm._ctypes import RawValue
+
+        return RawValue(typecode_or_type, *args)
+
+    def RawArray(self, typecode_or_type: Any, size_or_initializer: Any) -> Any:
+        """A ctypes array in shared memory, without a lock."""
+        from ._shm._ctypes import RawArray
+
+        return RawArray(typecode_or_type, size_or_initializer)
+
+    def Value(self, typecode_or_type: Any, *args: Any, lock: Any = True) -> Any:
+        """A shared ctypes object guarded by ``self.RLock()`` (or *lock*; ``False``: none).
+
+        Raises :class:`AttributeError` if *lock* has no ``acquire`` method.
+        """
+        from ._shm._ctypes import Value
+
+        return Value(typecode_or_type, *args, lock=lock, ctx=self)  # type: ignore[arg-type]
+
+    def Array(self, typecode_or_type: Any, size_or_initializer: Any, *, lock: Any = True) -> Any:
+        """A shared ctypes array guarded by ``self.RLock()`` (or *lock*; ``False``: none)."""
+        from ._shm._ctypes import Array
+
+        return Array(typecode_or_type, size_or_initializer, lock=lock, ctx=self)  # type: ignore[arg-type]
+
 
     # -- queues (owner: queues) ------------------------------------------------------------
 

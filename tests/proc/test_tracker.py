@@ -182,9 +182,11 @@ def test_hold_keeps_name_until_released(name: str) -> None:
 def test_release_may_overtake_its_hold(name: str) -> None:
     _tracker.release_hold("shm", name, "tok1")
     _tracker.sync()
-    prog = Prog(f"create({name!r}); t.register('shm', {name!r}, pin=False); "
-                f"t._CLIENT.send('H shm {name} tok1'); t.release('shm', {name!r}); "
-                "t.sync(); say('ok')")
+    prog = Prog(
+        f"create({name!r}); t.register('shm', {name!r}, pin=False); "
+        f"t._CLIENT.send('H shm {name} tok1'); t.release('shm', {name!r}); "
+        "t.sync(); say('ok')"
+    )
     assert prog.line() == "ok"
     prog.finish()
     wait_until(lambda: not exists(name))

@@ -70,6 +70,7 @@ __all__ = (
     "ENV_VAR",
     "KINDS",
     "address",
+    "adopt",
     "ensure_running",
     "goodbye",
     "hold",
@@ -396,6 +397,14 @@ def ensure_running() -> str:
 def address() -> str | None:
     """The tracker address this process would use (``None`` before any is known)."""
     return os.environ.get(ENV_VAR)
+
+
+def adopt(addr: str | None) -> None:
+    """Use the tracker at *addr* (the sender's, carried inside a pickled handle) unless
+    this process already talks to one: a forkserver child, whose environment predates the
+    tracker, thereby joins its parent's tree."""
+    if addr and (_CLIENT.sock is None or _CLIENT.pid != os.getpid()):
+        os.environ[ENV_VAR] = addr
 
 
 def set_address(addr: str) -> None:
