@@ -50,6 +50,46 @@ from ._default import usable_cpu_count as usable_cpu_count
 # -- connections (owner: connections) ------------------------------------------------------
 
 # -- synchronization (owner: sync) ---------------------------------------------------------
+# isort: split
+from typing import Any as _SyncAny
+
+from . import _contexts as _sync_contexts
+
+
+def Lock() -> _SyncAny:
+    """A non-recursive lock shared by processes (default context)."""
+    return _sync_contexts.default_context.Lock()
+
+
+def RLock() -> _SyncAny:
+    """A recursive lock shared by processes (default context)."""
+    return _sync_contexts.default_context.RLock()
+
+
+def Semaphore(value: int = 1) -> _SyncAny:
+    """A counting semaphore shared by processes (default context)."""
+    return _sync_contexts.default_context.Semaphore(value)
+
+
+def BoundedSemaphore(value: int = 1) -> _SyncAny:
+    """A bounded semaphore shared by processes (default context)."""
+    return _sync_contexts.default_context.BoundedSemaphore(value)
+
+
+def Condition(lock: _SyncAny = None) -> _SyncAny:
+    """A condition variable shared by processes (default context)."""
+    return _sync_contexts.default_context.Condition(lock)
+
+
+def Event() -> _SyncAny:
+    """An event shared by processes (default context)."""
+    return _sync_contexts.default_context.Event()
+
+
+def Barrier(parties: int, action: _SyncAny = None, timeout: float | None = None) -> _SyncAny:
+    """A barrier shared by processes (default context)."""
+    return _sync_contexts.default_context.Barrier(parties, action, timeout)
+
 
 # -- shared memory and shared ctypes (owner: shm) ------------------------------------------
 # isort: split
@@ -104,6 +144,13 @@ __all__ = (  # noqa: RUF022 - grouped by owner, each group sorted
     "usable_cpu_count",
     # connections
     # synchronization
+    "Barrier",
+    "BoundedSemaphore",
+    "Condition",
+    "Event",
+    "Lock",
+    "RLock",
+    "Semaphore",
     # shared memory and shared ctypes
     "Array",
     "RawArray",

@@ -137,6 +137,50 @@ class BaseContext:
         return Pipe(duplex)
 
     # -- synchronization (owner: sync) -----------------------------------------------------
+    def Lock(self) -> Any:
+        """A non-recursive lock shared by processes (see :class:`procly.synchronize.Lock`)."""
+        from .synchronize import Lock
+
+        return Lock(ctx=self)
+
+    def RLock(self) -> Any:
+        """A recursive lock shared by processes (see :class:`procly.synchronize.RLock`)."""
+        from .synchronize import RLock
+
+        return RLock(ctx=self)
+
+    def Semaphore(self, value: int = 1) -> Any:
+        """A counting semaphore shared by processes."""
+        from .synchronize import Semaphore
+
+        return Semaphore(value, ctx=self)
+
+    def BoundedSemaphore(self, value: int = 1) -> Any:
+        """A semaphore that refuses to be released above *value*."""
+        from .synchronize import BoundedSemaphore
+
+        return BoundedSemaphore(value, ctx=self)
+
+    def Condition(self, lock: Any = None) -> Any:
+        """A condition variable shared by processes (over a new RLock unless *lock*)."""
+        from .synchronize import Condition
+
+        return Condition(lock, ctx=self)
+
+    def Event(self) -> Any:
+        """An event flag shared by processes."""
+        from .synchronize import Event
+
+        return Event(ctx=self)
+
+    def Barrier(
+        self, parties: int, action: Any = None, timeout: float | None = None
+    ) -> Any:
+        """A barrier for *parties* processes."""
+        from .synchronize import Barrier
+
+        return Barrier(parties, action, timeout, ctx=self)
+
 
     # -- shared memory and shared ctypes (owner: shm) --------------------------------------
     def RawValue(self, typecode_or_type: Any, *args: Any) -> Any:
