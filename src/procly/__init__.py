@@ -119,6 +119,26 @@ def Array(typecode_or_type: _Any, size_or_initializer: _Any, *, lock: _Any = Tru
 
 
 # -- queues (owner: queues) ----------------------------------------------------------------
+# isort: split
+from typing import Any as _QAny  # noqa: E402
+
+from . import _contexts as _queue_contexts  # noqa: E402
+
+
+def Queue(maxsize: int = 0) -> _QAny:
+    """A process-shared FIFO queue (default context)."""
+    return _queue_contexts.default_context.Queue(maxsize)
+
+
+def JoinableQueue(maxsize: int = 0) -> _QAny:
+    """A process-shared queue with ``task_done``/``join`` (default context)."""
+    return _queue_contexts.default_context.JoinableQueue(maxsize)
+
+
+def SimpleQueue() -> _QAny:
+    """A simplified process-shared queue (default context)."""
+    return _queue_contexts.default_context.SimpleQueue()
+
 
 __all__ = (  # noqa: RUF022 - grouped by owner, each group sorted
     "AuthenticationError",
@@ -157,4 +177,7 @@ __all__ = (  # noqa: RUF022 - grouped by owner, each group sorted
     "RawValue",
     "Value",
     # queues
+    "JoinableQueue",
+    "Queue",
+    "SimpleQueue",
 )

@@ -212,6 +212,26 @@ class BaseContext:
 
 
     # -- queues (owner: queues) ------------------------------------------------------------
+    def Queue(self, maxsize: int = 0) -> Any:
+        """A process-shared FIFO queue (:class:`procly.queues.Queue`).
+
+        Raises :class:`TypeError` for a non-int *maxsize*; ``maxsize <= 0`` is unbounded.
+        """
+        from ._queues._queue import Queue
+
+        return Queue(maxsize, ctx=self)
+
+    def JoinableQueue(self, maxsize: int = 0) -> Any:
+        """A :class:`Queue` with ``task_done``/``join`` (:class:`procly.queues.JoinableQueue`)."""
+        from ._queues._queue import JoinableQueue
+
+        return JoinableQueue(maxsize, ctx=self)
+
+    def SimpleQueue(self) -> Any:
+        """An unbounded queue with only put/get/empty/close (:class:`procly.queues.SimpleQueue`)."""
+        from ._queues._queue import SimpleQueue
+
+        return SimpleQueue(ctx=self)
 
 
 # == processes and start methods (owner: processes): one context per start method ==========

@@ -1,0 +1,358 @@
+"""Queue, JoinableQueue and SimpleQueue over one shared ring (layer 2).
+
+Processes and threads involved (compare the standard library's feeder thread + pipe)::
+
+    process A (creator)            process B, C ... (Process args / fork)
+    +------------------+           +------------------+
+    | Queue  --attach--+--+     +--+-- Queue (rebuilt |
+    |  put: pickle,    |  |     |  |   from the name) |
+    |  append record   |  v     v  |  get: take record|
+    +------------------+  +-----+  +------------------+
+                          | ring |  one shared segment (see _ring)
+                          +--+--+
+                             | big items: one segment each (see _external)
+
+* **Every process** holding the queue maps the same segment; ``put`` writes the item into it
+  before returning, ``get`` takes it out.  There is no feeder thread: nothing of the item
+  stays in the putting process, which is why a child that put megabytes can exit at once
+  and its parent's ``join()`` returns (the standard library's "joining processes that use
+  queues" deadlock cannot happen), and why ``join_thread``/``cancel_join_thread`` have
+  nothing left to do.
+* **The creator** owns the segment's name: it unlinks it (and any big item still queued)
+  when its queue object is garbage-collected or at its exit.  Processes that already mapped
+  the queue keep using it; only new attachments need the name.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import time
+import weakref
+from collections.abc import Iterable
+from queue import Empty, Full
+from typing import Any
+
+from .._os._names import new_name
+from .._proc._spawning import assert_spawning
+from .._serial._pickler import dumps_oob, loads
+from . import _external
+from ._ring import EXTERNAL, INLINE, Ring
+
+__all__ = ("INLINE_MAX", "JoinableQueue", "Queue", "SimpleQueue")
+
+_ATOMS = frozenset({int, float, bool, type(None)})
+_pickle_dumps = pickle.dumps
+_pickle_loads = pickle.loads
+_PROTOCOL = pickle.HIGHEST_PROTOCOL
+
+#: Pickles longer than this (and any item with out-of-band buffers) travel as big items.
+INLINE_MAX = 256 * 1024
+
+
+def _deadline(block: bool, timeout: float | None) -> float | None:
+    if not block or timeout is None:
+        return None
+    return time.monotonic() + max(float(timeout), 0.0)
+
+
+def _destroy(ring: Ring, creator_pid: int) -> None:
+    if os.getpid() == creator_pid:  # a forked child inherits the finalizer, not the name
+        ring.destroy()
+
+
+def _load(kind: int, value: Any) -> Any:
+    return loads(value) if kind == INLINE else _external.load(value)
+
+
+def _load_all(records: list[tuple[int, Any]]) -> list[Any]:
+    out: list[Any] = []
+    try:
+        for kind, value in records:
+            out.append(_load(kind, value))
+    finally:
+        for kind, value in records[len(out) :]:  # an unpickling error: release the rest
+            if kind == EXTERNAL:
+                value.close()
+    return out
+
+
+class _RingQueue:
+    """What every procly queue shares: the ring, pickling and the close flag."""
+
+    _joinable = False
+    _ring: Ring
+    _closed: bool
+    _finalizer: weakref.finalize[Any, Any] | None
+
+    def _setup(self, maxsize: int) -> None:
+        if isinstance(maxsize, bool) or not isinstance(maxsize, int):
+            raise TypeError(f"maxsize must be an int, not {type(maxsize).__name__}")
+        self._ring = Ring.create(max(maxsize, 0))
+        self._closed = False
+        self._finalizer = weakref.finalize(self, _destroy, self._ring, os.getpid())
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        assert_spawning(self)
+        return (_rebuild, (type(self), self._ring.name))
+
+    def _closed_error(self) -> Exception:
+        return ValueError(f"Queue {self!r} is closed")
+
+    # -- putting ---------------------------------------------------------------------------
+
+    def _put_big(self, stream: bytes, buffers: list[memoryview], block: bool, timeout: float | None) -> None:
+        ring = self._ring
+        name = new_name("i")
+        slot = ring.add_pending(name)
+        published = False
+        try:
+            payload = _external.write(name, stream, buffers)
+            published = ring.put(
+                (payload,), (EXTERNAL,), _deadline(block, timeout), block, self._joinable,
+                lambda: ring.clear_pending(slot),
+            )
+        finally:
+            if not published:
+                _external.unlink(name)
+                ring.release_pending(slot)
+        if not published:
+            raise Full
+
+    def _put(self, obj: Any, block: bool, timeout: float | None) -> None:
+        if self._closed:
+            raise self._closed_error()
+        if type(obj) in _ATOMS:  # dumps_oob's own fast case, without the call
+            stream, buffers = _pickle_dumps(obj, _PROTOCOL), None
+        else:
+            stream, buffers = dumps_oob(obj)
+            if buffers or len(stream) > INLINE_MAX:
+                self._put_big(stream, buffers, block, timeout)
+                return
+        deadline = None if timeout is None or not block else _deadline(block, timeout)
+        if not self._ring.put_one(stream, INLINE, deadline, block, self._joinable):
+            raise Full
+
+    def _put_many(self, items: Iterable[Any], block: bool, timeout: float | None) -> None:
+        if self._closed:
+            raise self._closed_error()
+        objs = list(items)
+        if not objs:
+            return
+        maxsize = self._ring.maxsize()
+        if maxsize and len(objs) > maxsize:
+            raise ValueError(f"put_many of {len(objs)} items can never fit a queue of maxsize {maxsize}")
+        ring = self._ring
+        payloads: list[bytes] = []
+        kinds: list[int] = []
+        big: list[tuple[str, int]] = []  # (name, pending slot)
+        published = False
+        try:
+            for obj in objs:
+                stream, buffers = dumps_oob(obj)
+                if buffers or len(stream) > INLINE_MAX:
+                    name = new_name("i")
+                    big.append((name, ring.add_pending(name)))
+                    payloads.append(_external.write(name, stream, buffers))
+                    kinds.append(EXTERNAL)
+                else:
+                    payloads.append(stream)
+                    kinds.append(INLINE)
+
+            def clear() -> None:
+                for _, slot in big:
+                    ring.clear_pending(slot)
+
+            published = ring.put(
+                payloads, kinds if big else None, _deadline(block, timeout), block,
+                self._joinable, clear if big else None,
+            )
+        finally:
+            if not published:
+                for name, slot in big:
+                    _external.unlink(name)
+                    ring.release_pending(slot)
+        if not published:
+            raise Full
+
+    # -- getting ---------------------------------------------------------------------------
+
+    def _get(self, block: bool, timeout: float | None) -> Any:
+        if self._closed:
+            raise self._closed_error()
+        deadline = None if timeout is None or not block else _deadline(block, timeout)
+        records = self._ring.get(1, deadline, block, _external.open_segment)
+        if records is None:
+            raise Empty
+        kind, value = records[0]
+        return _pickle_loads(value) if kind == INLINE else _external.load(value)
+
+    def _get_many(self, max_items: int | None, block: bool, timeout: float | None) -> list[Any]:
+        if self._closed:
+            raise self._closed_error()
+        if max_items is None:
+            max_items = 1 << 62
+        elif isinstance(max_items, bool) or not isinstance(max_items, int) or max_items < 1:
+            raise ValueError(f"max_items must be a positive int, not {max_items!r}")
+        records = self._ring.get(max_items, _deadline(block, timeout), block, _external.open_segment)
+        if records is None:
+            raise Empty
+        return _load_all(records)
+
+    # -- state -----------------------------------------------------------------------------
+
+    def empty(self) -> bool:
+        """Whether the queue held no item at the moment of the call (a snapshot)."""
+        return self._ring.count() == 0
+
+    def close(self) -> None:
+        """Refuse further ``put``/``get`` in this process; other processes are unaffected."""
+        self._closed = True
+
+
+def _rebuild(cls: type[_RingQueue], name: str) -> _RingQueue:
+    self = cls.__new__(cls)
+    self._ring = Ring.attach(name)
+    self._closed = False
+    self._finalizer = None
+    return self
+
+
+class Queue(_RingQueue):
+    """A process-shared FIFO queue (:class:`multiprocessing.Queue`).
+
+    Differences from the standard library, all in the direction of fewer surprises:
+
+    * ``put`` returns once the item is in shared memory, not in a feeder thread's buffer:
+      a process may exit right after putting, with no join deadlock, and an item that
+      cannot be pickled raises :class:`~procly.errors.SerializationError` in ``put`` itself.
+    * ``qsize()`` works on every platform and is exact at the moment it is read.
+    * ``put_many``/``get_many`` move many items per lock acquisition.
+    * Items of any size; big ones (or ones with NumPy buffers) travel through a dedicated
+      shared-memory segment and arrive without a copy.
+
+    Raises :class:`queue.Full` / :class:`queue.Empty` exactly where the standard library
+    does, :class:`ValueError` after :meth:`close`, :class:`TypeError` for a non-int
+    *maxsize*.  *ctx* is accepted for compatibility and not needed.
+    """
+
+    def __init__(self, maxsize: int = 0, *, ctx: Any = None) -> None:
+        self._setup(maxsize)
+
+    def put(self, obj: Any, block: bool = True, timeout: float | None = None) -> None:
+        """Put *obj* into the queue; with a *maxsize*, wait for a free place (at most
+        *timeout* seconds) and raise :class:`queue.Full` if none came, or at once if not
+        *block*.  Raises :class:`ValueError` if the queue is closed and
+        :class:`~procly.errors.SerializationError` if *obj* cannot be pickled."""
+        self._put(obj, block, timeout)
+
+    def put_nowait(self, obj: Any) -> None:
+        """``put(obj, False)``."""
+        self._put(obj, False, None)
+
+    def put_many(self, items: Iterable[Any], block: bool = True, timeout: float | None = None) -> None:
+        """Put all *items* atomically and contiguously, with one lock acquisition.
+
+        With a *maxsize*, waits until all fit (raising :class:`queue.Full` as :meth:`put`
+        does; then none was put); raises :class:`ValueError` if more items than *maxsize*
+        are given, since they could never fit.
+        """
+        self._put_many(items, block, timeout)
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        """Remove and return the oldest item; wait at most *timeout* seconds for one and
+        raise :class:`queue.Empty` if none came, or at once if not *block*.  Raises
+        :class:`ValueError` if the queue is closed."""
+        return self._get(block, timeout)
+
+    def get_nowait(self) -> Any:
+        """``get(False)``."""
+        return self._get(False, None)
+
+    def get_many(
+        self, max_items: int | None = None, block: bool = True, timeout: float | None = None
+    ) -> list[Any]:
+        """Wait like :meth:`get` for at least one item, then return every available item, up
+        to *max_items*, oldest first, taken with one lock acquisition.
+
+        Raises :class:`queue.Empty` like :meth:`get`, and :class:`ValueError` for a
+        *max_items* that is not a positive int.
+        """
+        return self._get_many(max_items, block, timeout)
+
+    def qsize(self) -> int:
+        """The number of items in the queue (exact when read; others may change it next)."""
+        return self._ring.count()
+
+    def full(self) -> bool:
+        """Whether a *maxsize* is set and reached (a snapshot)."""
+        maxsize = self._ring.maxsize()
+        return bool(maxsize) and self._ring.count() >= maxsize
+
+    def join_thread(self) -> None:
+        """Compatibility: there is no feeder thread to join (items are in shared memory once
+        ``put`` returns).  Like the standard library, only allowed after :meth:`close`
+        (:class:`AssertionError` otherwise)."""
+        if not self._closed:
+            raise AssertionError(f"Queue {self!r} not closed")
+
+    def cancel_join_thread(self) -> None:
+        """Compatibility: nothing to cancel, and unlike the standard library it cannot lose
+        data -- items already put stay in the queue when this process exits."""
+
+
+class JoinableQueue(Queue):
+    """A :class:`Queue` that counts unfinished tasks (:class:`multiprocessing.JoinableQueue`).
+
+    Every put item is one unfinished task until a consumer calls :meth:`task_done`;
+    :meth:`join` waits until none is left.  The count lives in the shared segment and is
+    updated together with the item (crash-safe: see :mod:`procly._queues._ring`).
+    """
+
+    _joinable = True
+
+    def task_done(self) -> None:
+        """Mark one task finished.  Raises :class:`ValueError` if called more times than
+        items were put."""
+        if self._closed:
+            raise self._closed_error()
+        if not self._ring.task_done():
+            raise ValueError("task_done() called too many times")
+
+    def join(self) -> None:
+        """Block until every item ever put has been marked done by :meth:`task_done`."""
+        self._ring.join(None)
+
+
+class SimpleQueue(_RingQueue):
+    """A simplified unbounded queue (:class:`multiprocessing.SimpleQueue`).
+
+    Same ring as :class:`Queue`; after :meth:`close`, ``put``/``get`` raise
+    :class:`OSError` as the standard library's closed pipe does.
+    """
+
+    def __init__(self, *, ctx: Any = None) -> None:
+        self._setup(0)
+
+    def _closed_error(self) -> Exception:
+        return OSError("handle is closed")
+
+    def put(self, obj: Any) -> None:
+        """Put *obj*; never blocks.  Raises :class:`OSError` once closed."""
+        self._put(obj, True, None)
+
+    def get(self) -> Any:
+        """Remove and return the oldest item, waiting as long as it takes."""
+        return self._get(True, None)
+
+    def put_many(self, items: Iterable[Any]) -> None:
+        """Put all *items* atomically with one lock acquisition."""
+        self._put_many(items, True, None)
+
+    def get_many(self, max_items: int | None = None) -> list[Any]:
+        """Wait for at least one item, then return up to *max_items* available ones."""
+        return self._get_many(max_items, True, None)
+
+
+for _cls in (Queue, JoinableQueue, SimpleQueue):
+    _cls.__module__ = "procly.queues"

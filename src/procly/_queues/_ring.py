@@ -1,0 +1,610 @@
+"""The shared ring every procly queue is made of (layer 2).
+
+Data flow (no feeder thread, no pipe: a ``put`` returns once the item *is in the queue*)::
+
+    producer processes / threads                 consumer processes / threads
+    +-----------------------+                    +-----------------------+
+    | put / put_many        |                    | get / get_many        |
+    |  pickle (outside lock)|                    |  copy record out under|
+    |  lock; write records; |                    |  the lock; unpickle   |
+    |  commit TAIL; unlock; |                    |  after unlocking      |
+    |  futex-wake getters   |                    |  futex-wake putters   |
+    +-----------+-----------+                    +-----------+-----------+
+                |                                            ^
+                v          one shared-memory segment         |
+    +-----------------------------------------------------------------------+
+    | header page: robust mutex | 3 futex sequence words (not-empty,        |
+    |   not-full, tasks-done) | CAP HEAD TAIL COUNT MAXSIZE waiter counts   |
+    |   UNFINISHED WRAP_AT | redo journal | pending big-item table          |
+    +-----------------------------------------------------------------------+
+    | data: [len|kind][pickle]... ring of 8-aligned records, HEAD..TAIL     |
+    |   kinds: INLINE pickle, EXTERNAL descriptor (see _external),          |
+    |   WRAP (continue at 0), SKIP (jump over a relocated gap)              |
+    +-----------------------------------------------------------------------+
+                |  EXTERNAL records name one segment per big item
+                v
+          /dev/shm/<prefix>-i-...   (unlinked by the consumer that takes it)
+
+* **A producer** pickles outside the lock, then under the lock finds room (growing the ring
+  if needed), writes its records past TAIL, and publishes them with *one* store to TAIL.
+  It wakes sleeping consumers after unlocking.
+* **A consumer** reads records from HEAD under the lock, copies their bytes out, publishes
+  the new HEAD with one store, unlocks and only then unpickles (so user ``__setstate__``
+  code never runs under the lock).
+* **Waiters** (empty queue, full queue, ``JoinableQueue.join``) count themselves in the
+  header and sleep on a futex word that wakers bump under the lock: no lost wakeups.
+
+Crash safety (a process SIGKILLed at any instruction):
+
+* The lock is a robust mutex: the next locker learns the owner died and calls
+  :meth:`Ring._recover` before touching anything.
+* Records are written past TAIL and published by one aligned 8-byte store, so a half-written
+  record is simply never published; a consumer copies a record *before* storing HEAD, so it
+  either took the item or left it.  COUNT is recomputed by walking HEAD..TAIL on recovery.
+* Updates of several words (growing the ring, ``JoinableQueue`` puts that also count an
+  unfinished task) go through a small redo journal that recovery replays.
+* A sleeping waiter that dies leaves only an over-count of waiters: extra wakes, harmless;
+  sleeps are sliced, so a waker that died before waking costs at most one slice.
+
+The data area is a sparse mapping of :data:`MAX_CAPACITY` bytes of which only the first CAP
+are used (pages are touched only when used); CAP doubles when a put does not fit, which is
+why a ``Queue(maxsize=0)`` never blocks, like the standard library's.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+import os
+import struct
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import posix_ipc
+
+from .._os._names import new_name
+from . import _external, _native
+
+__all__ = ("EXTERNAL", "INLINE", "Ring")
+
+# -- layout ------------------------------------------------------------------------------
+_SEQ_OFF = 64  # three u32 futex words: not-empty, not-full, tasks-done
+_SEQ_NE, _SEQ_NF, _SEQ_TD = 0, 1, 2
+_H_OFF = 128  # u64 words:
+(_MAGIC, _CAP, _HEAD, _TAIL, _COUNT, _MAXSIZE, _WAIT_GET, _WAIT_PUT, _WAIT_JOIN, _UNFINISHED,
+ _WRAP_AT, _J_MASK, _J_TAIL, _J_CAP, _J_UNF, _OWNER_PID) = range(16)
+_H_WORDS = 16
+_M_TAIL, _M_CAP, _M_UNF = 1, 2, 4  # journal mask bits
+_PENDING_OFF = 1024
+_PENDING_SLOTS = 48
+_PENDING_SIZE = 48  # u64 pid + 40 bytes of NUL-padded name
+_DATA_OFF = 4096
+
+_MAGIC_VALUE = 0x70726F636C79_5131  # "procly" "Q1"
+#: Virtual size of the data area; only the used part is ever backed by memory.
+MAX_CAPACITY = 1 << 30
+INITIAL_CAPACITY = 1 << 20
+
+INLINE, EXTERNAL, _WRAP, _SKIP = 1, 2, 3, 4
+_U32 = 0xFFFFFFFF
+#: Longest single sleep: bounds the cost of a waker that died between commit and wake.
+_SLICE_S = 1.0
+#: Polls of the header before a waiter goes to sleep (about 10-20 us).
+_SPIN = 200
+
+_lock = _native.lock
+_lock_slow = _native.lock_slow
+_unlock = _native.unlock
+_trylock_c: Any
+_unlock_c: Any
+_trylock_c, _unlock_c = _native.raw_functions() if _native.available() else (None, None)
+
+
+def _record_size(length: int) -> int:
+    return 8 + ((length + 7) & ~7)
+
+
+def _pid_dead(pid: int) -> bool:
+    """Whether *pid* has exited (a zombie counts as dead)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+    except (OSError, IndexError):
+        return False
+
+
+class Ring:
+    """One attachment of this process to a queue's shared segment.
+
+    Safe to use from several threads at once: all state lives in shared memory behind the
+    robust mutex.  Methods raise :class:`TimeoutError` subclasses only through the
+    callers' ``on_full`` / ``on_empty`` exception factories.
+    """
+
+    __slots__ = ("__weakref__", "_anchor", "_data", "_dq", "_h", "_maxsize", "_mm", "_mutex",
+                 "_seq", "_seq_addr", "name")
+
+    def __init__(self, name: str, mm: mmap.mmap) -> None:
+        self.name = name
+        self._mm = mm
+        self._anchor = ctypes.c_char.from_buffer(mm)  # keeps the mutex address valid
+        base = ctypes.addressof(self._anchor)
+        self._mutex = ctypes.c_void_p(base)
+        self._seq_addr = base + _SEQ_OFF
+        view = memoryview(mm)
+        self._seq = view[_SEQ_OFF : _SEQ_OFF + 12].cast("I")
+        self._h = view[_H_OFF : _H_OFF + 8 * _H_WORDS].cast("Q")
+        self._data = view[_DATA_OFF:]
+        self._dq = self._data.cast("Q")
+        self._maxsize = 0  # immutable once created; cached by create/attach
+
+    # -- creation ------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, maxsize: int, capacity: int = INITIAL_CAPACITY) -> Ring:
+        """Create a fresh queue segment (the caller owns its name and must :meth:`destroy`).
+
+        Raises :class:`OSError` if shared memory cannot be created or mapped.
+        """
+        if not _native.available():
+            raise OSError("procly queues need Linux futexes and robust mutexes")
+        name = new_name("q")
+        size = _DATA_OFF + MAX_CAPACITY
+        shm = posix_ipc.SharedMemory("/" + name, posix_ipc.O_CREX, mode=0o600, size=size)
+        try:
+            mm = mmap.mmap(shm.fd, size)
+        except BaseException:
+            shm.unlink()
+            raise
+        finally:
+            shm.close_fd()
+        ring = cls(name, mm)
+        _native.mutex_init(ring._mutex)
+        h = ring._h
+        h[_CAP] = capacity
+        h[_MAXSIZE] = maxsize
+        h[_OWNER_PID] = os.getpid()
+        h[_MAGIC] = _MAGIC_VALUE
+        ring._maxsize = maxsize
+        return ring
+
+    @classmethod
+    def attach(cls, name: str) -> Ring:
+        """Map an existing queue segment by name.
+
+        Raises :class:`FileNotFoundError` if the queue's creator has already destroyed it.
+        """
+        try:
+            shm = posix_ipc.SharedMemory("/" + name)
+        except posix_ipc.ExistentialError:
+            raise FileNotFoundError(f"queue segment {name!r} no longer exists") from None
+        try:
+            mm = mmap.mmap(shm.fd, shm.size)
+        finally:
+            shm.close_fd()
+        ring = cls(name, mm)
+        if ring._h[_MAGIC] != _MAGIC_VALUE:
+            raise OSError(f"{name!r} is not a procly queue segment")
+        ring._maxsize = int(ring._h[_MAXSIZE])
+        return ring
+
+    # -- locking and recovery --------------------------------------------------------------
+
+    def _acquire(self) -> None:
+        if _lock(self._mutex):
+            self._recover()
+
+    def _recover(self) -> None:
+        """Repair what a lock owner that died may have left (called with the lock held)."""
+        h = self._h
+        mask = h[_J_MASK]
+        if mask:  # replay the journal: its values are absolute, replaying twice is fine
+            if mask & _M_CAP:
+                h[_CAP] = h[_J_CAP]
+            if mask & _M_TAIL:
+                h[_TAIL] = h[_J_TAIL]
+            if mask & _M_UNF:
+                h[_UNFINISHED] = h[_J_UNF]
+            h[_J_MASK] = 0
+        h[_COUNT] = self._walk(lambda kind, payload: None)
+        self._reap_pending(only_dead=True)
+        for i in (_SEQ_NE, _SEQ_NF, _SEQ_TD):  # whoever the dead owner was to wake: wake all
+            self._seq[i] = (self._seq[i] + 1) & _U32
+            _native.futex_wake(self._seq_addr + 4 * i, 1 << 30)
+
+    def _walk(self, visit: Callable[[int, memoryview], None]) -> int:
+        """Visit every published record (with the lock held); return how many there are."""
+        h, dq, data = self._h, self._dq, self._data
+        pos, tail, cap, count = h[_HEAD], h[_TAIL], h[_CAP], 0
+        while pos != tail:
+            if pos == cap:
+                pos = 0
+                continue
+            word = dq[pos >> 3]
+            length, kind = word & _U32, word >> 32
+            if kind == _WRAP:
+                pos = 0
+            elif kind == _SKIP:
+                pos += 8 + length
+            else:
+                visit(kind, data[pos + 8 : pos + 8 + length])
+                pos += _record_size(length)
+                count += 1
+        return count
+
+    # -- space -----------------------------------------------------------------------------
+
+    def _reserve(self, need: int) -> int:
+        """Offset where *need* contiguous bytes fit, or -1 (lock held; may write a WRAP)."""
+        h = self._h
+        cap, head, tail = h[_CAP], h[_HEAD], h[_TAIL]
+        if tail >= head:  # not wrapped (or empty): free space is [tail, cap) and [0, head)
+            if tail + need <= cap:
+                return tail
+            if need < head:  # strictly: TAIL never catches up with HEAD (== means empty)
+                if tail < cap:
+                    self._dq[tail >> 3] = _WRAP << 32
+                h[_WRAP_AT] = tail
+                return 0
+            return -1
+        return tail if tail + need < head else -1
+
+    def _grow(self, need: int) -> bool:
+        """Double CAP until *need* more bytes fit; False at :data:`MAX_CAPACITY` (lock held)."""
+        h = self._h
+        cap, head, tail = h[_CAP], h[_HEAD], h[_TAIL]
+        used = tail - head if tail >= head else (cap - head) + tail
+        new_cap = cap
+        while new_cap < used + 2 * need + 16:
+            new_cap *= 2
+        if new_cap > MAX_CAPACITY:
+            return False
+        if tail >= head:
+            h[_CAP] = new_cap  # one store: the ring simply got longer
+            return True
+        # Wrapped: move [0, TAIL) to [CAP, CAP + TAIL) and turn the wrap point into a SKIP
+        # to CAP, then switch CAP and TAIL together through the journal.
+        data = self._data
+        data[cap : cap + tail] = data[0:tail]
+        wrap_at = h[_WRAP_AT]
+        if wrap_at < cap:
+            self._dq[wrap_at >> 3] = (cap - wrap_at - 8) | (_SKIP << 32)
+        h[_J_CAP] = new_cap
+        h[_J_TAIL] = cap + tail
+        h[_J_MASK] = _M_CAP | _M_TAIL
+        h[_CAP] = new_cap
+        h[_TAIL] = cap + tail
+        h[_J_MASK] = 0
+        return True
+
+    # -- waiting ---------------------------------------------------------------------------
+
+    def _wait(self, seq: int, counter: int, deadline: float | None, watch: int) -> bool:
+        """Sleep until woken on *seq* (lock held on entry and exit); False once past *deadline*.
+
+        Spins briefly first, without the lock, for header word *watch* to change: on a
+        busy queue the other side usually acts within microseconds, and a futex sleep plus
+        wake costs both sides a system call and a context switch.
+        """
+        h = self._h
+        observed = h[watch]
+        _unlock(self._mutex)
+        for _ in range(_SPIN):
+            if h[watch] != observed:
+                break
+        self._acquire()
+        if h[watch] != observed:
+            return True
+        if deadline is None:
+            timeout = _SLICE_S
+        else:
+            timeout = deadline - time.monotonic()
+            if timeout <= 0:
+                return False
+            timeout = min(timeout, _SLICE_S)
+        h[counter] += 1
+        expected = self._seq[seq]
+        _unlock(self._mutex)
+        try:
+            _native.futex_wait(self._seq_addr + 4 * seq, expected, timeout)
+        finally:
+            self._acquire()
+            if h[counter]:
+                h[counter] -= 1
+        return True
+
+    def _bump(self, seq: int) -> None:
+        self._seq[seq] = (self._seq[seq] + 1) & _U32
+
+    # -- the operations ----------------------------------------------------------------------
+
+    def _room(self, need: int, n: int, deadline: float | None, block: bool) -> int:
+        """Offset of *need* free contiguous bytes for *n* more items, waiting for them if
+        *block*; -1 if none came in time (lock held on entry and exit)."""
+        h, maxsize = self._h, self._maxsize
+        while True:
+            if maxsize and h[_COUNT] + n > maxsize:
+                off = -1
+            else:
+                off = self._reserve(need)
+                if off < 0 and self._grow(need):
+                    off = self._reserve(need)
+            if off >= 0:
+                return off
+            if not block or not self._wait(_SEQ_NF, _WAIT_PUT, deadline, _HEAD):
+                return -1
+
+    def _commit_put(self, end: int, n: int, joinable: bool) -> int:
+        """Publish records ending at *end*; return the number of getters to wake."""
+        h = self._h
+        if joinable:
+            h[_J_UNF] = h[_UNFINISHED] + n
+            h[_J_TAIL] = end
+            h[_J_MASK] = _M_TAIL | _M_UNF
+            h[_UNFINISHED] = h[_J_UNF]
+            h[_TAIL] = end
+            h[_J_MASK] = 0
+        else:
+            h[_TAIL] = end  # the commit
+        h[_COUNT] += n
+        waiters = int(h[_WAIT_GET])
+        if waiters:
+            self._bump(_SEQ_NE)
+        return waiters
+
+    def put_one(self, payload: bytes, kind: int, deadline: float | None, block: bool, joinable: bool) -> bool:
+        """Append one record; False if there was no room in time (see :meth:`put`)."""
+        length = len(payload)
+        need = 8 + ((length + 7) & ~7)
+        h, mutex = self._h, self._mutex
+        rc = _trylock_c(mutex)
+        if rc and _lock_slow(mutex, rc):
+            self._recover()
+        try:
+            off = h[_TAIL]
+            if self._maxsize or not (off >= h[_HEAD] and off + need <= h[_CAP]):
+                off = self._room(need, 1, deadline, block)
+                if off < 0:
+                    return False
+            self._dq[off >> 3] = length | (kind << 32)
+            start = _DATA_OFF + off + 8
+            self._mm[start : start + length] = payload
+            waiters = self._commit_put(off + need, 1, joinable)
+        finally:
+            _unlock_c(mutex)
+        if waiters:
+            _native.futex_wake(self._seq_addr + 4 * _SEQ_NE, 1)
+        return True
+
+    def put(
+        self,
+        payloads: Sequence[bytes],
+        kinds: Sequence[int] | None,
+        deadline: float | None,
+        block: bool,
+        joinable: bool,
+        on_commit: Callable[[], None] | None = None,
+    ) -> bool:
+        """Append records atomically (all or none); False if there was no room in time.
+
+        *kinds* None means all INLINE.  *deadline* is a :func:`time.monotonic` value or None
+        (wait forever, when *block*).  *on_commit* runs under the lock right after the
+        records are published.
+        """
+        n = len(payloads)
+        need = 0
+        for p in payloads:
+            need += 8 + ((len(p) + 7) & ~7)
+        self._acquire()
+        try:
+            off = self._room(need, n, deadline, block)
+            if off < 0:
+                return False
+            dq, mm, pos = self._dq, self._mm, off
+            for i, p in enumerate(payloads):
+                length = len(p)
+                dq[pos >> 3] = length | ((INLINE if kinds is None else kinds[i]) << 32)
+                start = _DATA_OFF + pos + 8
+                mm[start : start + length] = p
+                pos += 8 + ((length + 7) & ~7)
+            waiters = self._commit_put(pos, n, joinable)
+            if on_commit is not None:
+                on_commit()
+        finally:
+            _unlock(self._mutex)
+        if waiters:
+            _native.futex_wake(self._seq_addr + 4 * _SEQ_NE, min(n, waiters))
+        return True
+
+    def _take(self, max_items: int, take_external: Callable[[memoryview], Any]) -> tuple[list[tuple[int, Any]], int]:
+        """Take up to *max_items* published records (lock held, at least one published).
+
+        Returns the taken ``(kind, value)`` pairs and the number of putters to wake.
+        """
+        h, dq, mm, data = self._h, self._dq, self._mm, self._data
+        pos, tail, cap = h[_HEAD], h[_TAIL], h[_CAP]
+        out: list[tuple[int, Any]] = []
+        taken = 0
+        while taken < max_items and pos != tail:
+            if pos == cap:
+                pos = 0
+                continue
+            word = dq[pos >> 3]
+            length, kind = word & _U32, word >> 32
+            if kind == _WRAP:
+                pos = 0
+                continue
+            if kind == _SKIP:
+                pos += 8 + length
+                continue
+            start = _DATA_OFF + pos + 8
+            if kind == INLINE:
+                out.append((INLINE, mm[start : start + length]))
+            else:
+                value = take_external(data[pos + 8 : pos + 8 + length])
+                if value is not None:  # None: its segment is gone, the item with it
+                    out.append((kind, value))
+            pos += 8 + ((length + 7) & ~7)
+            taken += 1
+        h[_HEAD] = pos  # the commit: these records are ours now
+        h[_COUNT] -= taken
+        waiters = int(h[_WAIT_PUT])
+        if waiters:
+            self._bump(_SEQ_NF)
+        return out, waiters
+
+    def get(
+        self,
+        max_items: int,
+        deadline: float | None,
+        block: bool,
+        take_external: Callable[[memoryview], Any],
+    ) -> list[tuple[int, Any]] | None:
+        """Take up to *max_items* records (at least one); None if none came in time.
+
+        Returns ``(kind, value)`` pairs: INLINE values are the pickled bytes; EXTERNAL
+        values are whatever *take_external* (called under the lock with the descriptor)
+        returned -- a None from it means the item is gone and is skipped.
+        """
+        h, mutex = self._h, self._mutex
+        rc = _trylock_c(mutex)
+        if rc and _lock_slow(mutex, rc):
+            self._recover()
+        try:
+            while True:
+                pos = h[_HEAD]
+                if pos == h[_TAIL]:
+                    if not block or not self._wait(_SEQ_NE, _WAIT_GET, deadline, _TAIL):
+                        return None
+                    continue
+                word = self._dq[pos >> 3]
+                if max_items == 1 and word >> 32 == INLINE:  # the common case, inlined
+                    length = word & _U32
+                    start = _DATA_OFF + pos + 8
+                    out = [(INLINE, self._mm[start : start + length])]
+                    h[_HEAD] = pos + 8 + ((length + 7) & ~7)
+                    h[_COUNT] -= 1
+                    waiters = int(h[_WAIT_PUT])
+                    if waiters:
+                        self._bump(_SEQ_NF)
+                    break
+                out, waiters = self._take(max_items, take_external)
+                if out:
+                    break
+        finally:
+            _unlock_c(mutex)
+        if waiters:
+            _native.futex_wake(self._seq_addr + 4 * _SEQ_NF, 1 << 30)
+        return out
+
+    # -- JoinableQueue -------------------------------------------------------------------------
+
+    def task_done(self) -> bool:
+        """Count one finished task; False if none was unfinished (nothing changed)."""
+        h = self._h
+        self._acquire()
+        try:
+            unfinished = h[_UNFINISHED]
+            if unfinished == 0:
+                return False
+            h[_UNFINISHED] = unfinished - 1
+            waiters = h[_WAIT_JOIN] if unfinished == 1 else 0
+            if waiters:
+                self._bump(_SEQ_TD)
+        finally:
+            _unlock(self._mutex)
+        if waiters:
+            _native.futex_wake(self._seq_addr + 4 * _SEQ_TD, 1 << 30)
+        return True
+
+    def join(self, deadline: float | None) -> bool:
+        """Wait until every put item was marked done; False if *deadline* passed first."""
+        h = self._h
+        self._acquire()
+        try:
+            while h[_UNFINISHED]:
+                if not self._wait(_SEQ_TD, _WAIT_JOIN, deadline, _UNFINISHED):
+                    return False
+            return True
+        finally:
+            _unlock(self._mutex)
+
+    # -- big items: the pending table ------------------------------------------------------------
+
+    def add_pending(self, name: str) -> int:
+        """Record that this process is about to create segment *name*; return the slot or -1."""
+        raw = name.encode("ascii")[: _PENDING_SIZE - 9]
+        mm = self._mm
+        self._acquire()
+        try:
+            for slot in range(_PENDING_SLOTS):
+                off = _PENDING_OFF + slot * _PENDING_SIZE
+                if struct.unpack_from("<Q", mm, off)[0] == 0:
+                    mm[off + 8 : off + _PENDING_SIZE] = raw.ljust(_PENDING_SIZE - 8, b"\0")
+                    struct.pack_into("<Q", mm, off, os.getpid())
+                    return slot
+            return -1
+        finally:
+            _unlock(self._mutex)
+
+    def clear_pending(self, slot: int) -> None:
+        """Forget a pending slot (lock held, or from :meth:`put`'s ``on_commit``)."""
+        if slot >= 0:
+            struct.pack_into("<Q", self._mm, _PENDING_OFF + slot * _PENDING_SIZE, 0)
+
+    def release_pending(self, slot: int) -> None:
+        """Forget a pending slot, taking the lock."""
+        if slot >= 0:
+            self._acquire()
+            try:
+                self.clear_pending(slot)
+            finally:
+                _unlock(self._mutex)
+
+    def _reap_pending(self, only_dead: bool) -> None:
+        """Unlink segments whose producer died before publishing them (lock held)."""
+        mm = self._mm
+        for slot in range(_PENDING_SLOTS):
+            off = _PENDING_OFF + slot * _PENDING_SIZE
+            pid = struct.unpack_from("<Q", mm, off)[0]
+            if pid and (not only_dead or _pid_dead(pid)):
+                name = bytes(mm[off + 8 : off + _PENDING_SIZE]).rstrip(b"\0").decode("ascii")
+                _external.unlink(name)
+                self.clear_pending(slot)
+
+    # -- introspection and teardown ---------------------------------------------------------------
+
+    def count(self) -> int:
+        """Items in the queue now (a snapshot, exact at the moment of reading)."""
+        return int(self._h[_COUNT])
+
+    def maxsize(self) -> int:
+        return int(self._h[_MAXSIZE])
+
+    def unfinished(self) -> int:
+        return int(self._h[_UNFINISHED])
+
+    def capacity(self) -> int:
+        return int(self._h[_CAP])
+
+    def destroy(self) -> None:
+        """Unlink the segment and every big item still queued or pending (the creator's
+        final cleanup).  Processes that mapped the ring keep their mapping."""
+        try:
+            self._acquire()
+        except OSError:
+            _external.unlink(self.name)
+            return
+        try:
+            self._walk(lambda kind, payload: _external.unlink_payload(payload) if kind == EXTERNAL else None)
+            self._reap_pending(only_dead=False)
+        finally:
+            _unlock(self._mutex)
+            _external.unlink(self.name)
