@@ -30,6 +30,9 @@ from ._errors import TimeoutError as TimeoutError
 
 # -- processes and start methods (owner: processes) ----------------------------------------
 # isort: split
+from . import context as context  # the drop-in submodules, loaded as the stdlib loads them
+from . import process as process
+from . import util as util
 from ._contexts import Process as Process
 from ._default import active_children as active_children
 from ._default import allow_connection_pickling as allow_connection_pickling

@@ -8,8 +8,11 @@ forkserver child only as ``SCM_RIGHTS`` ancillary data.
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import socket
 
 __all__ = (
     "close_quietly",
@@ -70,6 +73,8 @@ def read_all(fd: int) -> bytes:
 
 def send_with_fds(sock: socket.socket, data: bytes, fds: Sequence[int]) -> None:
     """Send *data* on a stream socket, with *fds* attached to its first byte (``SCM_RIGHTS``)."""
+    import socket  # lazily: a spawned child that only reads its payload never needs it
+
     sent = socket.send_fds(sock, [data], list(fds)) if fds else sock.send(data)
     if sent < len(data):
         sock.sendall(data[sent:])
@@ -81,6 +86,8 @@ def recv_with_fds(sock: socket.socket, size: int, maxfds: int) -> tuple[bytes, l
     Raises :class:`EOFError` when the peer closed the socket before *size* bytes arrived
     (descriptors received so far are closed first).
     """
+    import socket
+
     data, fds, _flags, _addr = socket.recv_fds(sock, size, maxfds)
     chunks = [data]
     got = len(data)

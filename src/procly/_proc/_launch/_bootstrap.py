@@ -40,18 +40,25 @@ def import_main(main_path: str | None, main_name: str | None) -> None:
         return  # already imported (forkserver preload)
     import importlib.util
 
+    package = None
     if main_name is not None:
         if main_name == "__main__" or main_name.endswith(".__main__"):
             return
-        spec = importlib.util.find_spec(main_name)
-    elif main_path is not None:
-        spec = importlib.util.spec_from_file_location("__mp_main__", main_path)
-    else:
+        found = importlib.util.find_spec(main_name)
+        if found is None or not found.has_location or found.origin is None:
+            return
+        # A loader is bound to its module's name: load the same file under the new name,
+        # keeping the package so that relative imports still resolve.
+        main_path = found.origin
+        package = main_name.rpartition(".")[0]
+    if main_path is None:
         return
+    spec = importlib.util.spec_from_file_location("__mp_main__", main_path)
     if spec is None or spec.loader is None:
         return
     module = importlib.util.module_from_spec(spec)
-    module.__name__ = "__mp_main__"
+    if package:
+        module.__package__ = package
     sys.modules["__mp_main__"] = sys.modules["__main__"] = module
     try:
         spec.loader.exec_module(module)

@@ -55,7 +55,8 @@ def _preload(control: socket.socket) -> None:
         apply_preparation(prep)
     except BaseException:  # a broken __main__ is the child's problem, reported there
         pass
-    for name in modules:
+    # Every child unpickles a procly process object: import it once here, not in each child.
+    for name in ("procly.context", *modules):
         if name == "__main__":
             continue
         try:
