@@ -1,0 +1,106 @@
+"""Benchmarks of the synchronization primitives (section ``sync``).
+
+* uncontended ``Lock`` acquire+release pairs per second in one process (target: at least
+  half the standard library's, which is C code);
+* the same for ``RLock`` (no target);
+* one ``Lock`` contended by two processes, each doing ``with lock: pass`` in a loop: total
+  pairs per second, timed from a common start signal to both processes finishing.
+
+Both contenders use their ``fork`` context so that process start-up stays out of the
+measurement.  The standard library is imported lazily, inside the runners only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ._harness import Case
+
+__all__ = ("cases",)
+
+
+def _pairs(lock: Any, n: int) -> float:
+    acquire, release = lock.acquire, lock.release
+    start = time.perf_counter()
+    for _ in range(n):
+        acquire()
+        release()
+    return n / (time.perf_counter() - start)
+
+
+def _uncontended(module_name: str, kind: str, n: int) -> Callable[[], float]:
+    made: list[Any] = []
+
+    def run() -> float:
+        if not made:
+            if module_name == "procly":
+                import procly as mod
+            else:
+                import multiprocessing as mod
+            made.append(getattr(mod.get_context("fork"), kind)())
+        return _pairs(made[0], n)
+
+    return run
+
+
+def _contend(lock: Any, ready: Any, go: Any, n: int) -> None:
+    ready.release()
+    go.wait()
+    for _ in range(n):
+        with lock:
+            pass
+
+
+def _contended(module_name: str, n: int) -> Callable[[], float]:
+    def run() -> float:
+        if module_name == "procly":
+            import procly as mod
+        else:
+            import multiprocessing as mod
+        ctx = mod.get_context("fork")
+        lock, ready, go = ctx.Lock(), ctx.Semaphore(0), ctx.Event()
+        procs = [ctx.Process(target=_contend, args=(lock, ready, go, n)) for _ in range(2)]
+        for p in procs:
+            p.start()
+        for _ in procs:
+            ready.acquire()
+        start = time.perf_counter()
+        go.set()
+        for p in procs:
+            p.join()
+        elapsed = time.perf_counter() - start
+        if any(p.exitcode != 0 for p in procs):
+            raise RuntimeError("a contending process failed")
+        return 2 * n / elapsed
+
+    return run
+
+
+def cases(quick: bool) -> list[Case]:
+    n = 50_000 if quick else 300_000
+    m = 5_000 if quick else 30_000
+    return [
+        Case(
+            "Lock uncontended acquire+release",
+            "rate",
+            "pairs/s",
+            0.5,
+            {who: _uncontended(who, "Lock", n) for who in ("procly", "stdlib")},
+        ),
+        Case(
+            "RLock uncontended acquire+release",
+            "rate",
+            "pairs/s",
+            None,
+            {who: _uncontended(who, "RLock", n) for who in ("procly", "stdlib")},
+        ),
+        Case(
+            "Lock contended by 2 processes",
+            "rate",
+            "pairs/s",
+            None,
+            {who: _contended(who, m) for who in ("procly", "stdlib")},
+        ),
+    ]
