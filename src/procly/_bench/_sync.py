@@ -30,15 +30,19 @@ def _pairs(lock: Any, n: int) -> float:
     return n / (time.perf_counter() - start)
 
 
+def _module(name: str) -> Any:
+    """procly or the standard library's multiprocessing (imported here, lazily)."""
+    import importlib
+
+    return importlib.import_module("procly" if name == "procly" else "multiprocessing")
+
+
 def _uncontended(module_name: str, kind: str, n: int) -> Callable[[], float]:
     made: list[Any] = []
 
     def run() -> float:
         if not made:
-            if module_name == "procly":
-                import procly as mod
-            else:
-                import multiprocessing as mod
+            mod = _module(module_name)
             made.append(getattr(mod.get_context("fork"), kind)())
         return _pairs(made[0], n)
 
@@ -55,11 +59,7 @@ def _contend(lock: Any, ready: Any, go: Any, n: int) -> None:
 
 def _contended(module_name: str, n: int) -> Callable[[], float]:
     def run() -> float:
-        if module_name == "procly":
-            import procly as mod
-        else:
-            import multiprocessing as mod
-        ctx = mod.get_context("fork")
+        ctx = _module(module_name).get_context("fork")
         lock, ready, go = ctx.Lock(), ctx.Semaphore(0), ctx.Event()
         procs = [ctx.Process(target=_contend, args=(lock, ready, go, n)) for _ in range(2)]
         for p in procs:
