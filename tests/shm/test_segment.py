@@ -15,8 +15,6 @@ import procly
 from procly._proc import _tracker
 from procly.shared_memory import SharedMemory
 
-from _shm_chan import chan
-
 
 def exists(name: str) -> bool:
     return os.path.exists(f"/dev/shm/{name}")
@@ -181,7 +179,7 @@ def keep_using(shm: SharedMemory, conn: Any) -> None:
 def test_unlinked_by_creator_while_user_holds_it(start_method: str) -> None:
     ctx = procly.get_context(start_method)
     shm = SharedMemory(create=True, size=64)
-    here, there = chan()
+    here, there = ctx.Pipe()
     p = ctx.Process(target=keep_using, args=(shm, there))
     p.start()
     try:
@@ -219,8 +217,8 @@ def pins(name: str) -> int:
 def test_creator_killed_then_user_killed(start_method: str) -> None:
     ctx = procly.get_context(start_method)
     _tracker.ensure_running()  # one tracker for this whole tree, forkserver included
-    a_here, a_there = chan()
-    b_here, b_there = chan()
+    a_here, a_there = ctx.Pipe()
+    b_here, b_there = ctx.Pipe()
     creator = ctx.Process(target=create_and_block, args=(a_there,))
     creator.start()
     name = a_here.recv()
@@ -246,7 +244,7 @@ def test_user_killed_creator_keeps_segment(start_method: str) -> None:
     ctx = procly.get_context(start_method)
     _tracker.ensure_running()
     shm = SharedMemory(create=True, size=64)
-    here, there = chan()
+    here, there = ctx.Pipe()
     user = ctx.Process(target=attach_and_block, args=(shm.name, there))
     user.start()
     try:

@@ -105,7 +105,13 @@ class SharedMemory:
     _mmap: mmap.mmap | None
 
     def __init__(
-        self, name: str | None = None, create: bool = False, size: int = 0, *, track: bool = True
+        self,
+        name: str | None = None,
+        create: bool = False,
+        size: int = 0,
+        *,
+        track: bool = True,
+        _pin: bool = True,
     ) -> None:
         if not size >= 0:
             raise ValueError("'size' must be a positive integer")
@@ -146,7 +152,8 @@ class SharedMemory:
         self._buf = memoryview(self._mmap)
         if track:
             if create:
-                _tracker.register("shm", _kernel_name(name)[1:])
+                # _pin=False: reference counted only (shared NumPy arrays)
+                _tracker.register("shm", _kernel_name(name)[1:], pin=_pin)
             else:
                 _tracker.use("shm", _kernel_name(name)[1:])
             self._used = True
