@@ -143,6 +143,38 @@ def SimpleQueue() -> _QAny:
     return _queue_contexts.default_context.SimpleQueue()
 
 
+# -- pools (owner: pool) -------------------------------------------------------------------
+# isort: split
+from typing import Any as _PAny  # noqa: E402
+
+from . import _contexts as _pool_contexts  # noqa: E402
+from ._errors import TaskTimeoutError as TaskTimeoutError  # noqa: E402
+from ._errors import WorkerCrashedError as WorkerCrashedError  # noqa: E402
+
+
+def Pool(
+    processes: int | None = None,
+    initializer: _PAny = None,
+    initargs: _PAny = (),
+    maxtasksperchild: int | None = None,
+    **extras: _PAny,
+) -> _PAny:
+    """A process pool, :class:`procly.pool.Pool` (default context)."""
+    return _pool_contexts.default_context.Pool(
+        processes, initializer, initargs, maxtasksperchild, **extras
+    )
+
+
+def __getattr__(name: str) -> _PAny:
+    # The engine is imported on first use only, so that ``import procly`` (which every
+    # spawned child pays for) stays cheap.
+    if name == "ProcessPoolExecutor":
+        from ._executor._executor import ProcessPoolExecutor
+
+        return ProcessPoolExecutor
+    raise AttributeError(f"module 'procly' has no attribute {name!r}")
+
+
 __all__ = (  # noqa: RUF022 - grouped by owner, each group sorted
     "AuthenticationError",
     "BufferTooShort",
@@ -183,4 +215,9 @@ __all__ = (  # noqa: RUF022 - grouped by owner, each group sorted
     "JoinableQueue",
     "Queue",
     "SimpleQueue",
+    # pools
+    "Pool",
+    "ProcessPoolExecutor",
+    "TaskTimeoutError",
+    "WorkerCrashedError",
 )

@@ -233,6 +233,20 @@ class BaseContext:
 
         return SimpleQueue(ctx=self)
 
+    # -- pools (owner: pool) ---------------------------------------------------------------
+    def Pool(
+        self,
+        processes: int | None = None,
+        initializer: Any = None,
+        initargs: Any = (),
+        maxtasksperchild: int | None = None,
+        **extras: Any,
+    ) -> Any:
+        """A :class:`procly.pool.Pool` whose workers use this context's start method."""
+        from ._pool._pool import Pool
+
+        return Pool(processes, initializer, initargs, maxtasksperchild, context=self, **extras)
+
 
 # == processes and start methods (owner: processes): one context per start method ==========
 

@@ -1,0 +1,665 @@
+"""The engine: one dispatcher thread that feeds workers and collects their results.
+
+::
+
+    caller threads                 dispatcher thread (one per pool)            workers
+    ───────────────                ─────────────────────────────────           ───────
+    submit(tasks) ──> pending ──┐
+    cancel(task)  ──> cancels ──┼─ wake pipe ─> poll([wake, sockets,  ──TaskBatch──> worker 1
+    close/terminate ─> state ───┘                 sentinels], deadline) <─ResultItem── worker 2
+                                                  │                                  ...
+    sink.task_done(...) <─────────────────────────┘ (results, crashes, timeouts)
+
+* **Caller threads** append :class:`~._tasks.Task` objects to ``pending`` under one lock
+  and write to the wake pipe only if the dispatcher is asleep in ``poll`` (so a burst of
+  submissions costs one system call, not one each).
+* **The dispatcher thread** owns everything else: it moves pending tasks into its own
+  queue, sends them to workers in batches (each worker gets at most about 5 ms of queued
+  work, measured from reported task durations, so short tasks are batched and long ones are
+  balanced), reads results with non-blocking reads (many per system call), reports each
+  through its task's sink, enforces per-task deadlines, and handles worker deaths: the
+  running task fails with :class:`~procly.errors.WorkerCrashedError`, the tasks queued
+  behind it go back to the queue, and a new worker is started.
+* **Workers** (:mod:`._worker`) run tasks in order and report each one.
+
+The :class:`Engine` API is the narrow backend interface Pool and Executor use: start (the
+constructor), :meth:`Engine.submit` a batch, results through sinks, :meth:`Engine.cancel`,
+worker loss (reported as task failures), :meth:`Engine.close` / :meth:`Engine.terminate`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import pickle
+import select
+import sys
+import threading
+import time
+import traceback
+import weakref
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .._errors import (
+    BrokenProcessPool,
+    PoolClosedError,
+    SerializationError,
+    TaskTimeoutError,
+    WorkerCrashedError,
+)
+from .._serial import _pickler
+from ._messages import MODE_CALL, CallItem, InitFailed, ResultItem, Retiring, Shutdown, TaskBatch
+from ._options import PoolOptions
+from ._remote_tb import RemoteError
+from ._supervisor import Launcher, Supervisor, WorkerSlot, describe_exit
+from ._tasks import Task
+from ._worker import WorkerSetup
+
+__all__ = ("Engine",)
+
+_RUN, _CLOSING, _TERMINATING, _BROKEN, _DONE = range(5)
+_POLLIN = select.POLLIN | select.POLLHUP | select.POLLERR
+#: Seconds of queued work a worker may hold (see the module docstring).
+_TARGET_QUEUE_S = 0.005
+_MAX_PER_WORKER = 1024
+_SHUTDOWN_FRAME = pickle.dumps(Shutdown(), pickle.HIGHEST_PROTOCOL)
+
+
+class _Registry:
+    """The live engines, so that interpreter exit kills their workers (the one registry).
+
+    ``reset()`` forgets them all (tests only).
+    """
+
+    def __init__(self) -> None:
+        self.engines: weakref.WeakSet[Engine] = weakref.WeakSet()
+        atexit.register(self.terminate_all)
+
+    def terminate_all(self) -> None:
+        for engine in list(self.engines):
+            engine.terminate()
+
+    def reset(self) -> None:
+        self.engines = weakref.WeakSet()
+
+
+_REGISTRY = _Registry()
+
+
+def _report_sink_error() -> None:
+    """A callback raised: print it like an unhandled thread exception, keep serving."""
+    print("Exception in a procly pool callback:", file=sys.stderr)
+    traceback.print_exc()
+
+
+class Engine:
+    """A pool of worker processes running :class:`~._tasks.Task` objects.
+
+    Raises from the constructor whatever starting a worker raises.  :meth:`submit` raises
+    :class:`~procly.errors.PoolClosedError` after :meth:`close`/:meth:`terminate` and
+    :class:`~procly.errors.BrokenProcessPool` once the pool is broken (a worker's
+    initializer failed, or workers die faster than they can be replaced).
+    """
+
+    def __init__(
+        self,
+        options: PoolOptions,
+        launcher: Launcher,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        name: str = "procly-pool",
+    ) -> None:
+        self.options = options
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._pending: deque[Task] = deque()
+        self._cancels: list[Task] = []
+        self._state = _RUN
+        self._accepted = 0
+        self._finished = 0  # dispatcher thread only
+        self._sleeping = False
+        self._signalled = False
+        self._broken: BaseException | None = None
+        self._avg: float | None = None
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._sup = Supervisor(
+            launcher,
+            self._setup,
+            options.max_tasks_per_child,
+            clock,
+            close_inherited=options.start_method == "fork",
+        )
+        self._sup.parent_fds = (self._wake_r, self._wake_w)
+        self._dying: dict[int, WorkerSlot] = {}
+        self._startup_failures = 0
+        self._shutdown_sent = False
+        self._sources = 0  # open lazy maps that may still submit after close()
+        try:
+            for _ in range(options.processes):
+                self._sup.spawn()
+        except BaseException:
+            self._kill_all()
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+            raise
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+        _REGISTRY.engines.add(self)
+
+    def _setup(self, close_fds: tuple[int, ...]) -> WorkerSetup:
+        o = self.options
+        return WorkerSetup(o.initializer, o.initargs, o.max_tasks_per_child, close_fds)
+
+    # -- caller side -----------------------------------------------------------------------
+    @property
+    def processes(self) -> int:
+        return self.options.processes
+
+    @property
+    def running(self) -> bool:
+        return self._state == _RUN
+
+    @property
+    def broken(self) -> BaseException | None:
+        return self._broken
+
+    def _closed_error(self) -> BaseException:
+        if self._broken is not None:
+            err = BrokenProcessPool(str(self._broken))
+            err.__cause__ = self._broken.__cause__
+            return err
+        return PoolClosedError("Pool not running")
+
+    def _wake_locked(self) -> None:
+        if self._sleeping and not self._signalled:
+            self._signalled = True
+            try:
+                os.write(self._wake_w, b"!")
+            except OSError:  # pragma: no cover - pipe full means a wake-up is pending anyway
+                pass
+
+    def submit(self, tasks: Iterable[Task]) -> None:
+        """Queue *tasks*; their outcomes arrive through their sinks."""
+        with self._lock:
+            if self._state != _RUN:
+                raise self._closed_error()
+            before = len(self._pending)
+            self._pending.extend(tasks)
+            self._accepted += len(self._pending) - before
+            self._wake_locked()
+
+    def submit_one(self, task: Task, *, from_source: bool = False) -> None:
+        """Queue one task (the hot path of ``apply_async``/``submit``).
+
+        *from_source*: the task comes from an open lazy map (:meth:`add_source`), which may
+        keep feeding after :meth:`close`, as the standard library's ``imap`` does.
+        """
+        with self._lock:
+            if self._state != _RUN and not (from_source and self._state == _CLOSING):
+                raise self._closed_error()
+            self._pending.append(task)
+            self._accepted += 1
+            if self._sleeping and not self._signalled:
+                self._wake_locked()
+
+    def add_source(self) -> None:
+        """Register a lazy map that will feed tasks; :meth:`close` waits for it to end."""
+        with self._lock:
+            if self._state != _RUN:
+                raise self._closed_error()
+            self._sources += 1
+
+    def remove_source(self) -> None:
+        """The lazy map registered with :meth:`add_source` will submit nothing more."""
+        with self._lock:
+            self._sources -= 1
+            self._wake_locked()
+
+    def cancel(self, task: Task) -> None:
+        """Stop *task*: drop it if queued, kill its worker if it is running.
+
+        Its sink hears nothing more about it (the caller marked it cancelled).
+        """
+        with self._lock:
+            if self._state in (_DONE,):
+                return
+            self._cancels.append(task)
+            self._wake_locked()
+
+    def close(self) -> None:
+        """Accept no more tasks; workers exit once every accepted task is done."""
+        with self._lock:
+            if self._state == _RUN:
+                self._state = _CLOSING
+            self._wake_locked()
+
+    def terminate(self) -> None:
+        """Kill the workers now; unfinished tasks fail with ``PoolClosedError``.  Waits."""
+        with self._lock:
+            if self._state in (_RUN, _CLOSING):
+                self._state = _TERMINATING
+            self._wake_locked()
+        if threading.current_thread() is not self._thread:
+            self._thread.join()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the dispatcher (and so every worker) to finish; true if it did."""
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("cannot join the pool from one of its own callbacks")
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    # -- dispatcher thread -----------------------------------------------------------------
+    def _run(self) -> None:
+        self._queue: deque[Task] = deque()
+        self._poller = select.poll()
+        self._fdmap: dict[int, tuple[int, WorkerSlot | None]] = {}
+        self._poller.register(self._wake_r, select.POLLIN)
+        self._fdmap[self._wake_r] = (0, None)
+        for slot in list(self._sup.slots):
+            self._watch(slot)
+        try:
+            self._loop()
+        except BaseException as exc:  # a bug here must fail tasks, never hang callers
+            err = BrokenProcessPool(f"the pool's dispatcher thread failed: {exc!r}")
+            err.__cause__ = exc
+            self._break(err)
+            _report_sink_error()
+        finally:
+            self._kill_all()
+            self._reap_all()
+            with self._lock:
+                self._state = _DONE
+            for fd in (self._wake_r, self._wake_w):
+                os.close(fd)
+
+    def _watch(self, slot: WorkerSlot) -> None:
+        fd = slot.sock.fileno()
+        self._poller.register(fd, select.POLLIN)
+        self._fdmap[fd] = (1, slot)
+        sentinel = slot.proc.sentinel
+        self._poller.register(sentinel, select.POLLIN)
+        self._fdmap[sentinel] = (2, slot)
+
+    def _unwatch_sock(self, slot: WorkerSlot) -> None:
+        try:
+            fd = slot.sock.fileno()
+        except OSError:  # pragma: no cover
+            return
+        if fd >= 0 and self._fdmap.get(fd, (0, None))[1] is slot:
+            self._poller.unregister(fd)
+            del self._fdmap[fd]
+        slot.sock.close()
+
+    def _unwatch_sentinel(self, slot: WorkerSlot) -> None:
+        sentinel = slot.proc.sentinel
+        if self._fdmap.get(sentinel, (0, None))[1] is slot:
+            self._poller.unregister(sentinel)
+            del self._fdmap[sentinel]
+
+    def _loop(self) -> None:
+        queue = self._queue
+        lock = self._lock
+        while True:
+            with lock:
+                if self._pending:
+                    queue.extend(self._pending)
+                    self._pending.clear()
+                cancels = self._cancels
+                if cancels:
+                    self._cancels = []
+                state = self._state
+                accepted = self._accepted
+                sources = self._sources
+            if cancels:
+                self._handle_cancels(cancels)
+            if state == _TERMINATING:
+                self._terminate_now()
+                return
+            if self._broken is not None:
+                return
+            if queue and not self._shutdown_sent:
+                self._dispatch()
+            if state == _CLOSING and not queue and self._finished == accepted and not sources:
+                if not self._shutdown_sent:
+                    self._shutdown_sent = True
+                    for slot in self._sup.slots:
+                        slot.writer.queue(_SHUTDOWN_FRAME)
+                        self._flush(slot)
+                if not self._sup.slots and not self._dying:
+                    return
+            timeout = self._sup.wait_timeout()
+            with lock:
+                if self._pending or self._cancels or self._state != state:
+                    timeout = 0.0
+                else:
+                    self._sleeping = True
+            try:
+                events = self._poller.poll(None if timeout is None else timeout * 1000.0 + 0.5)
+            finally:
+                with lock:
+                    self._sleeping = False
+                    drain = self._signalled
+                    self._signalled = False
+            if drain:
+                try:
+                    os.read(self._wake_r, 4096)
+                except BlockingIOError:
+                    pass
+            for fd, ev in events:
+                kind, owner = self._fdmap.get(fd, (-1, None))
+                if owner is None:
+                    continue
+                if kind == 1:
+                    if ev & select.POLLOUT:
+                        self._flush(owner)
+                    if ev & _POLLIN:
+                        self._pump(owner)
+                elif kind == 2:
+                    self._on_exit(owner)
+            if self._broken is not None:
+                return
+            for slot, task in self._sup.overdue():
+                self._kill(slot, task, timed_out=True)
+
+    # -- sending ---------------------------------------------------------------------------
+    def _limit(self) -> int:
+        avg = self._avg
+        if avg is None:
+            return 2
+        return max(2, min(_MAX_PER_WORKER, int(_TARGET_QUEUE_S / max(avg, 1e-7))))
+
+    def _dispatch(self) -> None:
+        queue = self._queue
+        limit = self._limit()
+        low = limit // 2
+        slots = [
+            s
+            for s in self._sup.slots
+            if len(s.inflight) <= low and (s.tasks_left is None or s.tasks_left > 0)
+        ]
+        if not slots:
+            return
+        slots.sort(key=lambda s: len(s.inflight))
+        share = -(-len(queue) // len(slots))
+        for slot in slots:
+            if not queue:
+                break
+            room = limit - len(slot.inflight)
+            if slot.tasks_left is not None:
+                room = min(room, slot.tasks_left)
+            n = min(room, share, len(queue))
+            batch = [queue.popleft() for _ in range(n)]
+            self._send_batch(slot, batch)
+
+    def _send_batch(self, slot: WorkerSlot, batch: list[Task]) -> None:
+        functions: list[bytes] = []
+        index: dict[int, int] = {}
+        calls: list[CallItem] = []
+        sent: list[Task] = []
+        dumps = _pickler.dumps
+        for task in batch:
+            try:
+                started = task.sink.task_started(task)
+            except BaseException:
+                _report_sink_error()
+                started = False
+            if not started:
+                self._finished += 1
+                continue
+            try:
+                fi = index.get(id(task.fn))
+                if fi is None:
+                    fi = index[id(task.fn)] = len(functions)
+                    functions.append(dumps(task.fn))
+                if task.mode == MODE_CALL:
+                    payload = dumps((task.args, task.kwargs or {}))
+                else:
+                    payload = dumps(task.args)
+            except SerializationError as exc:
+                if index.get(id(task.fn)) == len(functions):
+                    del index[id(task.fn)]
+                self._finish(task, False, exc)
+                continue
+            except Exception as exc:  # pragma: no cover - dumps wraps pickling errors
+                self._finish(task, False, SerializationError(f"cannot serialize {task!r}: {exc}"))
+                continue
+            calls.append(CallItem(task.id, fi, task.mode, payload))
+            sent.append(task)
+        if not sent:
+            return
+        frame = pickle.dumps(TaskBatch(tuple(functions), tuple(calls)), pickle.HIGHEST_PROTOCOL)
+        head = self._sup.assign(slot, sent)
+        slot.writer.queue(frame)
+        self._flush(slot)
+        if head is not None and head.cancelled:
+            self._kill(slot, head, timed_out=False)
+
+    def _flush(self, slot: WorkerSlot) -> None:
+        if slot.dead:
+            return
+        try:
+            done = slot.writer.flush()
+        except OSError:
+            return  # the worker is gone; its sentinel will say so
+        fd = slot.sock.fileno()
+        self._poller.modify(fd, select.POLLIN if done else select.POLLIN | select.POLLOUT)
+
+    # -- receiving -------------------------------------------------------------------------
+    def _pump(self, slot: WorkerSlot) -> None:
+        reader = slot.reader
+        frames = reader.frames
+        while not slot.dead:
+            try:
+                alive = reader.pump()
+            except BlockingIOError:
+                return
+            except OSError:
+                alive = False
+            while frames and not slot.dead:
+                self._on_frame(slot, frames.popleft())
+            if not alive:
+                if not slot.dead:
+                    self._unwatch_sock(slot)
+                return
+
+    def _on_frame(self, slot: WorkerSlot, frame: bytes | bytearray) -> None:
+        try:
+            msg = pickle.loads(frame)
+        except BaseException as exc:
+            if not slot.inflight:
+                return
+            running = slot.inflight[0]
+            bad = SerializationError(
+                f"the result of {running!r} could not be unpickled in the parent: "
+                f"{type(exc).__name__}: {exc}"
+            )
+            msg = ResultItem(running.id, False, RemoteError(bad, ""), 0.0)
+        if type(msg) is ResultItem:
+            task, head = self._sup.complete(slot)
+            self._startup_failures = 0
+            task.duration = msg.duration
+            d = msg.duration / max(task.size, 1)
+            avg = self._avg
+            self._avg = d if avg is None else avg * 0.9 + d * 0.1
+            if task.cancelled:
+                self._finished += 1
+            elif msg.ok:
+                self._finish(task, True, msg.value)
+            else:
+                self._finish(task, False, msg.value.rebuild())
+            if head is not None and head.cancelled:
+                self._kill(slot, head, timed_out=False)
+        elif type(msg) is InitFailed:
+            cause = msg.error.rebuild()
+            err = BrokenProcessPool(
+                f"a worker's initializer raised {type(cause).__name__}: {cause}; "
+                "the pool is not usable anymore"
+            )
+            err.__cause__ = cause
+            self._break(err)
+        elif type(msg) is Retiring:
+            slot.tasks_left = 0
+
+    def _finish(self, task: Task, ok: bool, value: Any) -> None:
+        self._finished += 1
+        try:
+            task.sink.task_done(task, ok, value)
+        except BaseException:
+            _report_sink_error()
+
+    # -- worker loss -----------------------------------------------------------------------
+    def _on_exit(self, slot: WorkerSlot) -> None:
+        if slot.dead:  # killed by us earlier: just reap
+            self._unwatch_sentinel(slot)
+            slot.proc.join(5.0)
+            self._dying.pop(id(slot), None)
+            return
+        self._pump(slot)  # results sent before it died still count
+        if slot.dead:
+            return
+        slot.proc.join(5.0)
+        exitcode = slot.proc.exitcode
+        self._unwatch_sentinel(slot)
+        if not slot.sock._closed:  # type: ignore[attr-defined]
+            self._unwatch_sock(slot)
+        retired = slot.tasks_left == 0 and not slot.inflight
+        culprit, orphans = self._sup.lose(slot)
+        self._queue.extendleft(reversed(orphans))
+        if culprit is not None:
+            if culprit.cancelled:
+                self._finished += 1
+            else:
+                how = describe_exit(exitcode)
+                self._finish(
+                    culprit,
+                    False,
+                    WorkerCrashedError(
+                        f"the worker process (pid {slot.proc.pid}) running {culprit!r} "
+                        f"died unexpectedly ({how})",
+                        pid=slot.proc.pid,
+                        exitcode=exitcode,
+                    ),
+                )
+        elif not retired and not self._shutdown_sent and exitcode != 0 and slot.completed == 0:
+            self._startup_failures += 1
+            if self._startup_failures > 3 * self.options.processes + 3:
+                self._break(
+                    BrokenProcessPool(
+                        f"workers keep dying before running any task (last: pid "
+                        f"{slot.proc.pid}, {describe_exit(exitcode)})"
+                    )
+                )
+                return
+        self._replace()
+
+    def _replace(self) -> None:
+        with self._lock:
+            state = self._state
+            accepted = self._accepted
+            sources = self._sources
+        if state not in (_RUN, _CLOSING):
+            return
+        if state == _CLOSING and not self._queue and self._finished == accepted and not sources:
+            return
+        try:
+            slot = self._sup.spawn()
+        except BaseException as exc:
+            err = BrokenProcessPool(f"could not start a replacement worker: {exc!r}")
+            err.__cause__ = exc
+            self._break(err)
+            return
+        self._watch(slot)
+
+    def _kill(self, slot: WorkerSlot, task: Task, *, timed_out: bool) -> None:
+        """Kill *slot*'s worker because its running *task* timed out or was cancelled."""
+        try:
+            slot.proc.kill()
+        except Exception:  # pragma: no cover - already gone
+            pass
+        self._unwatch_sock(slot)
+        culprit, orphans = self._sup.lose(slot)
+        self._dying[id(slot)] = slot
+        self._queue.extendleft(reversed(orphans))
+        if culprit is not None:
+            if culprit.cancelled or not timed_out:
+                self._finished += 1
+            else:
+                self._finish(
+                    culprit,
+                    False,
+                    TaskTimeoutError(
+                        f"{culprit!r} exceeded its timeout of {culprit.timeout:g} s; its worker "
+                        f"(pid {slot.proc.pid}) was killed and replaced"
+                    ),
+                )
+        self._replace()
+
+    def _handle_cancels(self, cancels: list[Task]) -> None:
+        queue = self._queue
+        for task in cancels:
+            try:
+                queue.remove(task)
+            except ValueError:
+                pass
+            else:
+                self._finished += 1
+                continue
+            for slot in self._sup.slots:
+                if task in slot.inflight:
+                    task.cancelled = True
+                    if slot.inflight[0] is task:
+                        self._kill(slot, task, timed_out=False)
+                    break
+
+    # -- ending ----------------------------------------------------------------------------
+    def _all_tasks(self) -> list[Task]:
+        tasks = list(self._queue)
+        self._queue.clear()
+        for slot in self._sup.slots:
+            tasks.extend(slot.inflight)
+            slot.inflight.clear()
+        with self._lock:
+            tasks.extend(self._pending)
+            self._pending.clear()
+        return tasks
+
+    def _break(self, err: BaseException) -> None:
+        with self._lock:
+            self._broken = err
+            if self._state in (_RUN, _CLOSING):
+                self._state = _BROKEN
+        for task in self._all_tasks():
+            if task.cancelled:
+                continue
+            exc = BrokenProcessPool(str(err))
+            exc.__cause__ = err.__cause__
+            self._finish(task, False, exc)
+
+    def _terminate_now(self) -> None:
+        self._kill_all()
+        for task in self._all_tasks():
+            if not task.cancelled:
+                self._finish(task, False, PoolClosedError("the pool was terminated"))
+
+    def _kill_all(self) -> None:
+        for slot in [*self._sup.slots, *self._dying.values()]:
+            try:
+                slot.proc.kill()
+            except Exception:  # pragma: no cover
+                pass
+
+    def _reap_all(self) -> None:
+        for slot in [*self._sup.slots, *self._dying.values()]:
+            try:
+                slot.proc.join(5.0)
+            except Exception:  # pragma: no cover
+                pass
+            try:
+                slot.sock.close()
+            except OSError:  # pragma: no cover
+                pass
+        self._sup.slots.clear()
+        self._dying.clear()

@@ -1,0 +1,95 @@
+"""Options of a pool, validated once at the boundary into one frozen object.
+
+``Pool(...)`` and ``ProcessPoolExecutor(...)`` take their standard keywords plus procly's
+extras (``task_timeout=``); :func:`PoolOptions.build` checks them all and raises the error
+the standard library raises for the same mistake, so the engine never re-checks them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ("PoolOptions", "check_timeout")
+
+
+def check_timeout(timeout: float | None, what: str = "timeout") -> float | None:
+    """Validate a per-task timeout: ``None`` or a positive finite number of seconds.
+
+    Raises :class:`TypeError` for a non-number and :class:`ValueError` for a number that is
+    not positive and finite.
+    """
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"{what} must be a number of seconds or None, not {type(timeout).__name__}")
+    if not math.isfinite(timeout) or timeout <= 0:
+        raise ValueError(f"{what} must be a positive number of seconds, got {timeout!r}")
+    return float(timeout)
+
+
+@dataclass(frozen=True)
+class PoolOptions:
+    """Everything the engine needs to know about a pool, checked.
+
+    * ``processes``: number of workers (>= 1).
+    * ``initializer``/``initargs``: run once in each worker before its first task.
+    * ``max_tasks_per_child``: a worker is replaced after this many tasks (``None``: never).
+    * ``task_timeout``: default per-task timeout in seconds (``None``: none).
+    * ``context``: the procly context whose ``Process`` starts the workers.
+    * ``start_method``: its start method name (decides which inherited fds a worker closes).
+    """
+
+    processes: int
+    initializer: Callable[..., object] | None = None
+    initargs: tuple[Any, ...] = ()
+    max_tasks_per_child: int | None = None
+    task_timeout: float | None = None
+    context: Any = field(default=None, compare=False)
+    start_method: str = "fork"
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        processes: int | None,
+        default_processes: int,
+        initializer: Callable[..., object] | None = None,
+        initargs: Iterable[Any] = (),
+        max_tasks_per_child: int | None = None,
+        task_timeout: float | None = None,
+        context: Any = None,
+        start_method: str = "fork",
+        processes_name: str = "processes",
+        max_tasks_name: str = "maxtasksperchild",
+    ) -> PoolOptions:
+        """Check every option; raises :class:`ValueError`/:class:`TypeError` as the stdlib does."""
+        if processes is None:
+            processes = default_processes
+        if isinstance(processes, bool) or not isinstance(processes, int):
+            raise TypeError(f"{processes_name} must be an int, not {type(processes).__name__}")
+        if processes < 1:
+            if processes_name == "processes":
+                raise ValueError("Number of processes must be at least 1")
+            raise ValueError(f"{processes_name} must be greater than 0")
+        if initializer is not None and not callable(initializer):
+            raise TypeError("initializer must be a callable")
+        if max_tasks_per_child is not None and (
+            isinstance(max_tasks_per_child, bool)
+            or not isinstance(max_tasks_per_child, int)
+            or max_tasks_per_child < 1
+        ):
+            if max_tasks_name == "maxtasksperchild":
+                raise ValueError("maxtasksperchild must be a positive int or None")
+            raise ValueError(f"{max_tasks_name} must be >= 1")
+        return cls(
+            processes=processes,
+            initializer=initializer,
+            initargs=tuple(initargs),
+            max_tasks_per_child=max_tasks_per_child,
+            task_timeout=check_timeout(task_timeout, "task_timeout"),
+            context=context,
+            start_method=start_method,
+        )

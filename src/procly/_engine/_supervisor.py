@@ -1,0 +1,202 @@
+"""Worker bookkeeping: who holds which task, per-task deadlines, crash attribution.
+
+Pure logic (no threads, no polling): the dispatcher calls it and does the I/O, so the
+timeout and restart rules are unit-tested with an injected clock and a fake launcher.
+
+Invariants (they make crash attribution exact):
+
+* a worker runs the tasks it was given in order and reports each before starting the next,
+  so ``slot.inflight[0]`` (the *head*) is the task it is running (or about to run);
+* a task's timeout clock starts when it becomes the head, so time spent queued behind
+  another task never counts against it;
+* when a worker dies, the head is the one task that failed; the tasks behind it never
+  started and go back to the queue (the *orphans*).
+"""
+
+from __future__ import annotations
+
+import heapq
+import socket
+from collections import deque
+from collections.abc import Callable
+from typing import Protocol
+
+from ._channel import ChannelEnd, FrameReader, FrameWriter, channel_pair, close_end
+from ._tasks import Task
+from ._worker import WorkerSetup
+
+__all__ = ("Launcher", "Supervisor", "WorkerProcess", "WorkerSlot")
+
+
+class WorkerProcess(Protocol):
+    """What the engine needs of a started worker process (a procly ``Process`` fits)."""
+
+    @property
+    def pid(self) -> int | None: ...
+
+    @property
+    def sentinel(self) -> int: ...
+
+    @property
+    def exitcode(self) -> int | None: ...
+
+    def kill(self) -> None: ...
+
+    def join(self, timeout: float | None = None) -> None: ...
+
+
+class Launcher(Protocol):
+    """Starts one worker process serving *end* (see :func:`._worker.worker_main`)."""
+
+    def launch(self, end: ChannelEnd, setup: WorkerSetup) -> WorkerProcess: ...
+
+
+class WorkerSlot:
+    """One live worker as the parent sees it."""
+
+    __slots__ = ("completed", "dead", "inflight", "proc", "reader", "sock", "tasks_left", "writer")
+
+    def __init__(self, proc: WorkerProcess, sock: socket.socket, tasks_left: int | None) -> None:
+        self.proc = proc
+        self.sock = sock
+        self.reader = FrameReader(sock)
+        self.writer = FrameWriter(sock)
+        self.inflight: deque[Task] = deque()
+        #: Tasks this worker may still be given (``max_tasks_per_child``), ``None``: no limit.
+        self.tasks_left = tasks_left
+        self.completed = 0
+        self.dead = False
+
+    def __repr__(self) -> str:
+        return f"<WorkerSlot pid={self.proc.pid} inflight={len(self.inflight)}>"
+
+
+class Supervisor:
+    """Owns the worker slots and the deadline heap of one engine."""
+
+    def __init__(
+        self,
+        launcher: Launcher,
+        make_setup: Callable[[tuple[int, ...]], WorkerSetup],
+        max_tasks: int | None,
+        clock: Callable[[], float],
+        close_inherited: bool,
+    ) -> None:
+        self._launcher = launcher
+        self._make_setup = make_setup
+        self._max_tasks = max_tasks
+        self._clock = clock
+        self._close_inherited = close_inherited
+        self.slots: list[WorkerSlot] = []
+        self._deadlines: list[tuple[float, int, Task, WorkerSlot]] = []
+        #: Extra parent descriptors a forked worker must close (the dispatcher's wake pipe).
+        self.parent_fds: tuple[int, ...] = ()
+
+    # -- workers ---------------------------------------------------------------------------
+    def spawn(self) -> WorkerSlot:
+        """Start one worker and return its slot (raises what the launcher raises)."""
+        sock, end = channel_pair()
+        close_fds: tuple[int, ...] = ()
+        if self._close_inherited:
+            close_fds = (
+                *(s.sock.fileno() for s in self.slots if not s.dead),
+                *self.parent_fds,
+                sock.fileno(),
+            )
+        try:
+            proc = self._launcher.launch(end, self._make_setup(close_fds))
+        except BaseException:
+            sock.close()
+            close_end(end)
+            raise
+        close_end(end)
+        slot = WorkerSlot(proc, sock, self._max_tasks)
+        self.slots.append(slot)
+        return slot
+
+    def lose(self, slot: WorkerSlot) -> tuple[Task | None, list[Task]]:
+        """Forget *slot* (its worker died or was killed).
+
+        Returns ``(culprit, orphans)``: the task it was running, if any, and the tasks
+        behind it, which never started.
+        """
+        slot.dead = True
+        if slot in self.slots:
+            self.slots.remove(slot)
+        inflight = slot.inflight
+        culprit = inflight.popleft() if inflight else None
+        orphans = list(inflight)
+        inflight.clear()
+        return culprit, orphans
+
+    # -- tasks -----------------------------------------------------------------------------
+    def assign(self, slot: WorkerSlot, tasks: list[Task]) -> Task | None:
+        """Record that *tasks* were sent to *slot*; returns the new head if there is one."""
+        was_idle = not slot.inflight
+        slot.inflight.extend(tasks)
+        if slot.tasks_left is not None:
+            slot.tasks_left -= len(tasks)
+        if was_idle and slot.inflight:
+            return self._arm(slot)
+        return None
+
+    def complete(self, slot: WorkerSlot) -> tuple[Task, Task | None]:
+        """The head of *slot* reported; returns ``(finished, new_head)``.
+
+        Raises :class:`LookupError` if the worker reported with nothing in flight.
+        """
+        if not slot.inflight:
+            raise LookupError(f"{slot!r} reported a result for no task")
+        finished = slot.inflight.popleft()
+        slot.completed += 1
+        return finished, (self._arm(slot) if slot.inflight else None)
+
+    def _arm(self, slot: WorkerSlot) -> Task:
+        head = slot.inflight[0]
+        if head.timeout is not None:
+            heapq.heappush(self._deadlines, (self._clock() + head.timeout, head.id, head, slot))
+        return head
+
+    @staticmethod
+    def _current(entry: tuple[float, int, Task, WorkerSlot]) -> bool:
+        _, _, task, slot = entry
+        return not slot.dead and bool(slot.inflight) and slot.inflight[0] is task
+
+    def next_deadline(self) -> float | None:
+        """The earliest deadline of a running task, or ``None``."""
+        heap = self._deadlines
+        while heap and not self._current(heap[0]):
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
+
+    def overdue(self) -> list[tuple[WorkerSlot, Task]]:
+        """Running tasks past their deadline (each removed from the heap)."""
+        now = self._clock()
+        heap = self._deadlines
+        found: list[tuple[WorkerSlot, Task]] = []
+        while heap and (heap[0][0] <= now or not self._current(heap[0])):
+            entry = heapq.heappop(heap)
+            if self._current(entry):
+                found.append((entry[3], entry[2]))
+        return found
+
+    def wait_timeout(self) -> float | None:
+        """Seconds until the next deadline (for ``poll``), ``None`` for none."""
+        deadline = self.next_deadline()
+        if deadline is None:
+            return None
+        return max(0.0, deadline - self._clock())
+
+
+def describe_exit(exitcode: int | None) -> str:
+    """``"signal SIGKILL"``, ``"exit code 3"`` or ``"unknown exit status"``."""
+    if exitcode is None:
+        return "unknown exit status"
+    if exitcode < 0:
+        import signal
+
+        try:
+            return f"signal {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"signal {-exitcode}"
+    return f"exit code {exitcode}"

@@ -1,0 +1,85 @@
+"""Parent-side task records and the sink protocol through which the engine reports.
+
+A :class:`Task` is what ``Pool.apply_async``/``map`` and ``Executor.submit``/``map`` hand to
+the engine.  It is never sent as such: the dispatcher encodes it into a
+:class:`~._messages.CallItem`.  The engine reports back only through the task's sink:
+
+* ``sink.task_started(task) -> bool`` when the task is handed to a worker; ``False`` means
+  "cancelled meanwhile, do not run it" (``Future.set_running_or_notify_cancel``);
+* ``sink.task_done(task, ok, value)`` exactly once, from the dispatcher thread, with the
+  return value or the exception to raise in the caller.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from ._messages import MODE_CALL
+
+__all__ = ("Task", "TaskSink")
+
+
+class TaskSink(Protocol):
+    """Receives the outcome of tasks (see the module docstring)."""
+
+    def task_started(self, task: Task) -> bool: ...
+
+    def task_done(self, task: Task, ok: bool, value: Any) -> None: ...
+
+
+_ids = itertools.count(1)
+
+
+class Task:
+    """One unit of work: a call, or a chunk of a map.
+
+    ``tag`` is free for the sink (a chunk index); ``timeout`` is the per-task limit in
+    seconds, counted from the moment a worker starts it.  ``cancelled`` is set (by the
+    dispatcher) when the caller cancelled a task already handed to a worker: its worker is
+    killed as soon as it starts the task, and any result is dropped.
+    """
+
+    __slots__ = (
+        "args",
+        "cancelled",
+        "duration",
+        "fn",
+        "id",
+        "kwargs",
+        "mode",
+        "sink",
+        "size",
+        "tag",
+        "timeout",
+    )
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        args: Any,
+        kwargs: dict[str, Any] | None,
+        sink: TaskSink,
+        *,
+        mode: int = MODE_CALL,
+        timeout: float | None = None,
+        tag: int = 0,
+        size: int = 1,
+    ) -> None:
+        self.id = next(_ids)
+        self.fn = fn
+        self.args = args
+        self.kwargs = kwargs
+        self.sink = sink
+        self.mode = mode
+        self.timeout = timeout
+        self.tag = tag
+        self.size = size
+        self.cancelled = False
+        #: Seconds the worker spent running it (set before ``task_done`` when it ran).
+        self.duration = 0.0
+
+    def __repr__(self) -> str:
+        name = getattr(self.fn, "__qualname__", None) or repr(self.fn)
+        return f"<Task {self.id} {name}>"

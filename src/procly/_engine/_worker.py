@@ -1,0 +1,153 @@
+"""The worker process's main loop (runs in the child; imports nothing parent-side).
+
+::
+
+    parent (dispatcher thread)                  this worker process
+        TaskBatch / Shutdown  ── channel ──>    recv frame -> run each call in order
+        <── ResultItem per task, InitFailed, Retiring
+
+* Receives :class:`~._messages.TaskBatch` frames and runs the calls in order.  Each call's
+  arguments are unpickled right before it runs, so a crash while unpickling them is
+  charged to that call.
+* Sends one :class:`~._messages.ResultItem` per task as soon as it ends: the parent then
+  always knows exactly which task a dead worker was running (the first one without a
+  result).
+* Catches every exception, ``SystemExit`` and ``KeyboardInterrupt`` included: they fail
+  their task, never the worker.  A result or exception that cannot be pickled fails its
+  task with :class:`~procly.errors.SerializationError`.
+* Ignores SIGINT: Ctrl-C in a terminal reaches the whole process group, and it is the
+  parent's job to stop the pool (it kills the workers).
+* Exits on :class:`~._messages.Shutdown`, on end of file (the parent went away), or after
+  ``max_tasks_per_child`` tasks (announced with :class:`~._messages.Retiring`).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from itertools import starmap
+from typing import Any
+
+from .._serial import _pickler
+from ._channel import ChannelEnd, FrameReader, send_frame
+from ._messages import (
+    MODE_CALL,
+    MODE_MAP,
+    InitFailed,
+    ResultItem,
+    Retiring,
+    Shutdown,
+    TaskBatch,
+)
+from ._remote_tb import capture, unpicklable_result
+
+__all__ = ("WorkerSetup", "worker_main")
+
+_FN_CACHE_MAX = 64
+
+
+@dataclass(frozen=True)
+class WorkerSetup:
+    """What a worker needs besides its channel (a Process argument)."""
+
+    initializer: Callable[..., object] | None
+    initargs: tuple[Any, ...]
+    max_tasks: int | None
+    #: Descriptors inherited under fork that belong to the parent (other workers' channels).
+    close_fds: tuple[int, ...] = ()
+
+
+def _send(sock: Any, msg: object) -> None:
+    try:
+        data = _pickler.dumps(msg)
+    except Exception as exc:
+        if not isinstance(msg, ResultItem):
+            raise
+        # (an exception was already checked by capture(): only a value can fail here)
+        err = unpicklable_result(msg.value, exc) if msg.ok else capture(exc)
+        data = _pickler.dumps(ResultItem(msg.task_id, False, err, msg.duration))
+    send_frame(sock, data)
+
+
+def _run(fn: Callable[..., Any], mode: int, payload: bytes) -> Any:
+    if mode == MODE_CALL:
+        args, kwargs = pickle.loads(payload)
+        return fn(*args, **kwargs)
+    chunk = pickle.loads(payload)
+    if mode == MODE_MAP:
+        return list(map(fn, chunk))
+    return list(starmap(fn, chunk))
+
+
+def worker_main(end: ChannelEnd, setup: WorkerSetup) -> None:
+    """Serve tasks from *end* until told to stop (the worker process's target)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for fd in setup.close_fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    sock = end.socket()
+    try:
+        _serve(sock, setup)
+    finally:
+        sock.close()
+
+
+def _serve(sock: Any, setup: WorkerSetup) -> None:
+    if setup.initializer is not None:
+        try:
+            setup.initializer(*setup.initargs)
+        except BaseException as exc:
+            _send(sock, InitFailed(capture(exc)))
+            return
+    reader = FrameReader(sock)
+    functions: dict[bytes, Callable[..., Any]] = {}
+    remaining = setup.max_tasks
+    done = 0
+    clock = time.perf_counter
+    while True:
+        frame = reader.read_frame()
+        if frame is None:
+            return
+        msg = pickle.loads(frame)
+        if isinstance(msg, Shutdown):
+            return
+        if not isinstance(msg, TaskBatch):  # pragma: no cover - protocol error
+            raise TypeError(f"unexpected message {msg!r}")
+        fns: list[Callable[..., Any] | BaseException | None] = [None] * len(msg.functions)
+        for call in msg.calls:
+            t0 = clock()
+            value: Any = None
+            try:
+                fn = fns[call.function]
+                if fn is None:
+                    blob = msg.functions[call.function]
+                    fn = functions.get(blob)
+                    if fn is None:
+                        try:
+                            fn = pickle.loads(blob)
+                        except BaseException as exc:
+                            fn = exc
+                        else:
+                            if len(functions) >= _FN_CACHE_MAX:
+                                functions.clear()
+                            functions[blob] = fn
+                    fns[call.function] = fn
+                if isinstance(fn, BaseException):
+                    raise fn
+                value = _run(fn, call.mode, call.payload)
+            except BaseException as exc:
+                result = ResultItem(call.task_id, False, capture(exc), clock() - t0)
+            else:
+                result = ResultItem(call.task_id, True, value, clock() - t0)
+            _send(sock, result)
+            del result, value  # free a large result before the next call
+            done += 1
+            if remaining is not None and done >= remaining:
+                _send(sock, Retiring(done))
+                return

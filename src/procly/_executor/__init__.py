@@ -1,0 +1,1 @@
+"""``ProcessPoolExecutor`` (layer 3b, over :mod:`procly._engine`)."""

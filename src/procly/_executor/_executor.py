@@ -1,0 +1,255 @@
+"""``ProcessPoolExecutor``: a real :class:`concurrent.futures.Executor` over procly's engine.
+
+It returns real :class:`concurrent.futures.Future` objects (a subclass), so
+:func:`concurrent.futures.as_completed`, :func:`~concurrent.futures.wait` and
+:func:`asyncio.wrap_future` work.  Compared with the standard library's executor:
+
+* a worker that dies fails only the task it was running, with
+  :class:`~procly.errors.WorkerCrashedError` (a :class:`BrokenProcessPool`), and is
+  replaced; the executor stays usable (the standard one breaks for good);
+* ``Future.cancel()`` also stops a task that is already running (its worker is killed
+  and replaced);
+* ``submit(..., timeout=)`` is not possible (it would shadow the function's own keyword),
+  so per-task timeouts come from ``task_timeout=`` on the executor or from
+  :meth:`ProcessPoolExecutor.submit_with_timeout`;
+* :meth:`~ProcessPoolExecutor.map` reads its input lazily with at most ``buffersize``
+  chunks in flight and picks the chunk size adaptively when none is given.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
+
+from .._engine._dispatcher import Engine
+from .._engine._launcher import ProcessLauncher
+from .._engine._lazy import LazyMap
+from .._engine._messages import MODE_CALL, MODE_STARMAP
+from .._engine._options import PoolOptions, check_timeout
+from .._engine._tasks import Task
+from .._errors import PoolClosedError
+
+__all__ = ("EngineFuture", "ProcessPoolExecutor")
+
+T = TypeVar("T")
+
+
+class EngineFuture(cf.Future[T]):
+    """A :class:`concurrent.futures.Future` whose :meth:`cancel` can stop a running task."""
+
+    _engine: Engine | None = None
+    _task: Task | None = None
+
+    # sink protocol (dispatcher thread)
+    def task_started(self, task: Task) -> bool:
+        return self.set_running_or_notify_cancel()
+
+    def task_done(self, task: Task, ok: bool, value: Any) -> None:
+        try:
+            if ok:
+                self.set_result(value)
+            else:
+                self.set_exception(value)
+        except cf.InvalidStateError:  # cancelled meanwhile
+            pass
+
+    def cancel(self) -> bool:
+        """Cancel the call; unlike the standard library, a *running* call is stopped too
+        (its worker is killed and replaced).  False only if it already finished."""
+        with self._condition:
+            if self._state == "RUNNING":  # type: ignore[attr-defined]
+                self._state = "PENDING"  # type: ignore[attr-defined]
+                running = True
+            else:
+                running = False
+            cancelled = super().cancel()
+        if cancelled and running and self._engine is not None and self._task is not None:
+            self._engine.cancel(self._task)
+        return cancelled
+
+
+def _default_context() -> Any:
+    from .. import _contexts
+
+    return _contexts.default_context  # type: ignore[attr-defined]
+
+
+class ProcessPoolExecutor(cf.Executor):
+    """Runs calls in a pool of worker processes (drop-in for the standard library's).
+
+    Raises :class:`ValueError` for ``max_workers <= 0`` and :class:`TypeError` for a
+    non-callable ``initializer``; ``submit`` after ``shutdown`` raises :class:`RuntimeError`,
+    and once the pool is broken (an initializer failed) :class:`BrokenProcessPool`.
+    """
+
+    __module__ = "procly.futures"
+
+    def __init__(
+        self,
+        max_workers: int | None = None,
+        mp_context: Any = None,
+        initializer: Callable[..., object] | None = None,
+        initargs: tuple[Any, ...] = (),
+        *,
+        max_tasks_per_child: int | None = None,
+        task_timeout: float | None = None,
+    ) -> None:
+        self._engine: Engine | None = None
+        if mp_context is None:
+            mp_context = _default_context()
+        options = PoolOptions.build(
+            processes=max_workers,
+            default_processes=os.cpu_count() or 1,
+            initializer=initializer,
+            initargs=initargs,
+            max_tasks_per_child=max_tasks_per_child,
+            task_timeout=task_timeout,
+            context=mp_context,
+            start_method=mp_context.get_start_method(),
+            processes_name="max_workers",
+            max_tasks_name="max_tasks_per_child",
+        )
+        self._max_workers = options.processes
+        self._mp_context = mp_context
+        self._shutdown_lock = threading.Lock()
+        self._shutdown = False
+        self._maps: weakref.WeakSet[LazyMap] = weakref.WeakSet()
+        self._futures: weakref.WeakSet[EngineFuture[Any]] = weakref.WeakSet()
+        self._engine = Engine(options, ProcessLauncher(mp_context, "procly-executor-worker"))
+
+    def _submit(
+        self,
+        fn: Callable[..., T],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        timeout: float | None,
+    ) -> EngineFuture[T]:
+        if self._shutdown:
+            raise RuntimeError("cannot schedule new futures after shutdown")
+        engine = self._engine
+        assert engine is not None
+        if engine.broken is not None:
+            raise engine._closed_error()
+        fut: EngineFuture[T] = EngineFuture()
+        task = Task(fn, args, kwargs or None, fut, mode=MODE_CALL, timeout=timeout)
+        fut._engine = engine
+        fut._task = task
+        self._futures.add(fut)
+        try:
+            engine.submit_one(task)
+        except PoolClosedError:
+            raise RuntimeError("cannot schedule new futures after shutdown") from None
+        return fut
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> cf.Future[T]:
+        """Schedule ``fn(*args, **kwargs)`` and return a :class:`~concurrent.futures.Future`."""
+        engine = self._engine
+        default = engine.options.task_timeout if engine is not None else None
+        return self._submit(fn, args, kwargs, default)
+
+    def submit_with_timeout(
+        self, timeout: float | None, fn: Callable[..., T], /, *args: Any, **kwargs: Any
+    ) -> cf.Future[T]:
+        """Like :meth:`submit`, with a per-task *timeout* in seconds (procly).
+
+        Past it, the worker running the call is killed and replaced, and the future
+        fails with :class:`~procly.errors.TaskTimeoutError`.
+        """
+        return self._submit(fn, args, kwargs, check_timeout(timeout))
+
+    def map(  # type: ignore[override]
+        self,
+        fn: Callable[..., T],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int | None = None,
+        buffersize: int | None = None,
+    ) -> Iterator[T]:
+        """Lazy ``map(fn, *iterables)``: results in order.
+
+        ``timeout`` counts from this call, as in the standard library, and raises
+        :class:`TimeoutError` from the iterator.  At most ``buffersize`` chunks (default
+        ``4 * max_workers + 2``) are submitted and not yet consumed; ``chunksize`` defaults
+        to an adaptive size.  The first failing call's exception is raised and the rest
+        is cancelled.
+        """
+        if chunksize is not None and (
+            isinstance(chunksize, bool) or not isinstance(chunksize, int) or chunksize < 1
+        ):
+            raise ValueError("chunksize must be >= 1.")
+        if buffersize is not None and (
+            isinstance(buffersize, bool) or not isinstance(buffersize, int) or buffersize < 1
+        ):
+            raise ValueError("buffersize must be None or > 0.")
+        if self._shutdown:
+            raise RuntimeError("cannot schedule new futures after shutdown")
+        engine = self._engine
+        assert engine is not None
+        if engine.broken is not None:
+            raise engine._closed_error()
+        end = None if timeout is None else time.monotonic() + timeout
+        try:
+            lazy = LazyMap(
+                engine,
+                fn,
+                zip(*iterables, strict=False),
+                mode=MODE_STARMAP,
+                chunksize=chunksize,
+                ordered=True,
+                max_chunks=buffersize or 4 * self._max_workers + 2,
+                task_timeout=engine.options.task_timeout,
+            )
+        except PoolClosedError:
+            raise RuntimeError("cannot schedule new futures after shutdown") from None
+        self._maps.add(lazy)
+        return _map_results(lazy, end)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop accepting work; ``cancel_futures`` cancels what has not started.
+
+        With ``wait`` it returns once every running and pending call is done and the
+        workers have exited.
+        """
+        with self._shutdown_lock:
+            self._shutdown = True
+        engine = self._engine
+        if engine is None:
+            return
+        if cancel_futures:
+            for fut in self._futures_pending():
+                cf.Future.cancel(fut)
+            for lazy in list(self._maps):
+                lazy.close()
+        engine.close()
+        if wait:
+            engine.join()
+
+    def _futures_pending(self) -> list[EngineFuture[Any]]:
+        # Only futures not yet handed to a worker: the standard library's cancel_futures
+        # leaves running calls alone (a pending future's task is dropped at dispatch).
+        return [f for f in list(self._futures) if not f.running() and not f.done()]
+
+    def __del__(self) -> None:
+        engine = getattr(self, "_engine", None)
+        if engine is not None and not getattr(self, "_shutdown", True):
+            engine.close()
+
+
+def _map_results(lazy: LazyMap, end: float | None) -> Iterator[Any]:
+    try:
+        while True:
+            left = None if end is None else end - time.monotonic()
+            if left is not None and left <= 0:
+                raise cf.TimeoutError()
+            try:
+                item = lazy.next(left)
+            except StopIteration:
+                return
+            yield item
+    finally:
+        lazy.close()

@@ -1,0 +1,1 @@
+"""The standard ``Pool`` API (layer 3b, over :mod:`procly._engine`)."""

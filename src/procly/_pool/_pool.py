@@ -1,0 +1,294 @@
+"""``Pool``: the standard library's process-pool API over procly's engine.
+
+Differences from :class:`multiprocessing.pool.Pool`, all compatible:
+
+* a worker that dies mid-task (SIGKILL, segfault, ``os._exit``) fails only that task, with
+  :class:`~procly.errors.WorkerCrashedError`, and is replaced (the standard pool hangs);
+* ``apply_async(..., timeout=)`` and ``Pool(task_timeout=)`` kill and replace the worker of
+  an overdue task, which fails with :class:`~procly.errors.TaskTimeoutError`;
+* ``imap``/``imap_unordered`` read their input lazily with at most ``buffersize`` chunks in
+  flight, and choose the chunk size adaptively when none is given;
+* use after ``close()``/``terminate()`` raises :class:`~procly.errors.PoolClosedError`, a
+  :class:`ValueError` as before.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from itertools import islice
+from typing import Any
+
+from .._engine._chunking import default_map_chunksize
+from .._engine._dispatcher import Engine
+from .._engine._launcher import ProcessLauncher
+from .._engine._lazy import LazyMap
+from .._engine._messages import MODE_CALL, MODE_MAP, MODE_STARMAP
+from .._engine._options import PoolOptions, check_timeout
+from .._engine._tasks import Task
+from .._errors import PoolClosedError
+from ._results import ApplyResult, IMapIterator, IMapUnorderedIterator, MapResult
+
+__all__ = ("Pool",)
+
+
+def _default_context() -> Any:
+    # The context layer sits above every other; import it only when no context was given.
+    from .. import _contexts
+
+    return _contexts.default_context  # type: ignore[attr-defined]
+
+
+def _check_chunksize(chunksize: int | None) -> int | None:
+    if chunksize is None:
+        return None
+    if isinstance(chunksize, bool) or not isinstance(chunksize, int):
+        raise TypeError(f"chunksize must be an int or None, not {type(chunksize).__name__}")
+    if chunksize < 1:
+        raise ValueError(f"Chunksize must be 1+, not {chunksize:n}")
+    return chunksize
+
+
+def _chunks(items: list[Any], size: int) -> list[list[Any]]:
+    it = iter(items)
+    return [chunk for chunk in iter(lambda: list(islice(it, size)), [])]
+
+
+class Pool:
+    """A pool of worker processes (see the module docstring for what procly adds).
+
+    Raises :class:`ValueError` for ``processes < 1`` or a bad ``maxtasksperchild`` and
+    :class:`TypeError` for a non-callable ``initializer``, as the standard library does.
+    """
+
+    __module__ = "procly.pool"
+
+    def __init__(
+        self,
+        processes: int | None = None,
+        initializer: Callable[..., object] | None = None,
+        initargs: Iterable[Any] = (),
+        maxtasksperchild: int | None = None,
+        context: Any = None,
+        *,
+        task_timeout: float | None = None,
+    ) -> None:
+        self._engine: Engine | None = None
+        if context is None:
+            context = _default_context()
+        self._ctx = context
+        method = context.get_start_method()
+        options = PoolOptions.build(
+            processes=processes,
+            default_processes=os.cpu_count() or 1,
+            initializer=initializer,
+            initargs=initargs,
+            max_tasks_per_child=maxtasksperchild,
+            task_timeout=task_timeout,
+            context=context,
+            start_method=method,
+        )
+        self._processes = options.processes
+        self._engine = Engine(options, ProcessLauncher(context, "procly-pool-worker"))
+        self._closed = False
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _running_engine(self) -> Engine:
+        engine = self._engine
+        if engine is None or self._closed or not engine.running:
+            if engine is not None and engine.broken is not None and not self._closed:
+                raise engine._closed_error()  # BrokenProcessPool, with the cause
+            raise PoolClosedError("Pool not running")
+        return engine
+
+    def __reduce__(self) -> Any:
+        raise NotImplementedError("pool objects cannot be passed between processes or pickled")
+
+    def __repr__(self) -> str:
+        state = (
+            "RUN"
+            if self._engine is not None and self._engine.running and not self._closed
+            else "CLOSE"
+        )
+        return f"<{type(self).__module__}.{type(self).__qualname__} state={state} pool_size={self._processes}>"
+
+    # -- apply -----------------------------------------------------------------------------
+    def apply(
+        self,
+        func: Callable[..., Any],
+        args: Iterable[Any] = (),
+        kwds: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> Any:
+        """Call ``func(*args, **kwds)`` in a worker and return its result (blocking)."""
+        return self.apply_async(func, args, kwds, timeout=timeout).get()
+
+    def apply_async(
+        self,
+        func: Callable[..., Any],
+        args: Iterable[Any] = (),
+        kwds: Mapping[str, Any] | None = None,
+        callback: Callable[[Any], object] | None = None,
+        error_callback: Callable[[BaseException], object] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> ApplyResult[Any]:
+        """Schedule ``func(*args, **kwds)``; returns an :class:`AsyncResult`.
+
+        ``timeout`` (procly) limits the task's running time: past it, its worker is killed
+        and replaced and the task fails with :class:`~procly.errors.TaskTimeoutError`.
+        """
+        engine = self._running_engine()
+        timeout = check_timeout(timeout) if timeout is not None else engine.options.task_timeout
+        result: ApplyResult[Any] = ApplyResult(callback, error_callback)
+        kw = dict(kwds) if kwds else None
+        engine.submit_one(Task(func, tuple(args), kw, result, mode=MODE_CALL, timeout=timeout))
+        return result
+
+    # -- map -------------------------------------------------------------------------------
+    def _map_async(
+        self,
+        func: Callable[..., Any],
+        iterable: Iterable[Any],
+        mode: int,
+        chunksize: int | None,
+        callback: Callable[[Any], object] | None,
+        error_callback: Callable[[BaseException], object] | None,
+    ) -> MapResult:
+        engine = self._running_engine()
+        chunksize = _check_chunksize(chunksize)
+        items = iterable if isinstance(iterable, list) else list(iterable)
+        if chunksize is None:
+            chunksize = default_map_chunksize(len(items), self._processes)
+        chunks = _chunks(items, chunksize)
+        result = MapResult(len(items), len(chunks), chunksize, callback, error_callback)
+        timeout = engine.options.task_timeout
+        engine.submit(
+            Task(func, chunk, None, result, mode=mode, tag=i, size=len(chunk), timeout=timeout)
+            for i, chunk in enumerate(chunks)
+        )
+        return result
+
+    def map(
+        self, func: Callable[[Any], Any], iterable: Iterable[Any], chunksize: int | None = None
+    ) -> list[Any]:
+        """``list(map(func, iterable))`` computed by the workers, in order."""
+        return self._map_async(func, iterable, MODE_MAP, chunksize, None, None).get()
+
+    def map_async(
+        self,
+        func: Callable[[Any], Any],
+        iterable: Iterable[Any],
+        chunksize: int | None = None,
+        callback: Callable[[Any], object] | None = None,
+        error_callback: Callable[[BaseException], object] | None = None,
+    ) -> MapResult:
+        """Like :meth:`map`, returning an :class:`AsyncResult`."""
+        return self._map_async(func, iterable, MODE_MAP, chunksize, callback, error_callback)
+
+    def starmap(
+        self,
+        func: Callable[..., Any],
+        iterable: Iterable[Iterable[Any]],
+        chunksize: int | None = None,
+    ) -> list[Any]:
+        """Like :meth:`map`, calling ``func(*item)``."""
+        return self._map_async(func, iterable, MODE_STARMAP, chunksize, None, None).get()
+
+    def starmap_async(
+        self,
+        func: Callable[..., Any],
+        iterable: Iterable[Iterable[Any]],
+        chunksize: int | None = None,
+        callback: Callable[[Any], object] | None = None,
+        error_callback: Callable[[BaseException], object] | None = None,
+    ) -> MapResult:
+        """Like :meth:`starmap`, returning an :class:`AsyncResult`."""
+        return self._map_async(func, iterable, MODE_STARMAP, chunksize, callback, error_callback)
+
+    def _lazy(
+        self,
+        func: Callable[[Any], Any],
+        iterable: Iterable[Any],
+        chunksize: int | None,
+        ordered: bool,
+        buffersize: int | None,
+    ) -> LazyMap:
+        engine = self._running_engine()
+        chunksize = _check_chunksize(chunksize)
+        if buffersize is None:
+            buffersize = 4 * self._processes + 2
+        elif isinstance(buffersize, bool) or not isinstance(buffersize, int) or buffersize < 1:
+            raise ValueError(f"buffersize must be a positive int or None, not {buffersize!r}")
+        return LazyMap(
+            engine,
+            func,
+            iterable,
+            mode=MODE_MAP,
+            chunksize=chunksize,
+            ordered=ordered,
+            max_chunks=buffersize,
+            task_timeout=engine.options.task_timeout,
+        )
+
+    def imap(
+        self,
+        func: Callable[[Any], Any],
+        iterable: Iterable[Any],
+        chunksize: int | None = None,
+        *,
+        buffersize: int | None = None,
+    ) -> IMapIterator[Any]:
+        """Lazy, ordered :meth:`map`.
+
+        The input is read as results are consumed, with at most ``buffersize`` chunks
+        (default ``4 * processes + 2``) submitted but not yet consumed.  Without
+        ``chunksize`` the chunk size adapts to the measured cost of an item.
+        """
+        return IMapIterator(self._lazy(func, iterable, chunksize, True, buffersize))
+
+    def imap_unordered(
+        self,
+        func: Callable[[Any], Any],
+        iterable: Iterable[Any],
+        chunksize: int | None = None,
+        *,
+        buffersize: int | None = None,
+    ) -> IMapUnorderedIterator[Any]:
+        """Like :meth:`imap`, yielding results as they complete."""
+        return IMapUnorderedIterator(self._lazy(func, iterable, chunksize, False, buffersize))
+
+    # -- lifetime --------------------------------------------------------------------------
+    def close(self) -> None:
+        """Accept no more work; the workers exit when the submitted work is done."""
+        self._closed = True
+        if self._engine is not None:
+            self._engine.close()
+
+    def terminate(self) -> None:
+        """Kill the workers now; unfinished tasks fail with ``PoolClosedError``."""
+        self._closed = True
+        if self._engine is not None:
+            self._engine.terminate()
+
+    def join(self) -> None:
+        """Wait for the workers to exit; :class:`ValueError` unless closed or terminated."""
+        if not self._closed:
+            raise ValueError("Pool is still running")
+        if self._engine is not None:
+            self._engine.join()
+
+    def __enter__(self) -> Pool:
+        self._running_engine()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.terminate()
+
+    def __del__(self, _warn: Any = warnings.warn) -> None:
+        engine = getattr(self, "_engine", None)
+        if engine is not None and engine.running and not getattr(self, "_closed", True):
+            _warn(f"unclosed running pool {self!r}", ResourceWarning, source=self)
+            engine.close()

@@ -1,0 +1,21 @@
+"""Drop-in for :mod:`multiprocessing.pool`: ``Pool``, ``ThreadPool``, ``AsyncResult`` and friends."""
+
+from __future__ import annotations
+
+from ._errors import TimeoutError as TimeoutError
+from ._pool._pool import Pool as Pool
+from ._pool._results import ApplyResult as ApplyResult
+from ._pool._results import AsyncResult as AsyncResult
+from ._pool._results import IMapIterator as IMapIterator
+from ._pool._results import IMapUnorderedIterator as IMapUnorderedIterator
+from ._pool._results import MapResult as MapResult
+
+__all__ = (
+    "ApplyResult",
+    "AsyncResult",
+    "IMapIterator",
+    "IMapUnorderedIterator",
+    "MapResult",
+    "Pool",
+    "TimeoutError",
+)
