@@ -271,3 +271,51 @@ def test_abandoned_lock_detected_by_later_acquirer(start_method: str) -> None:
         lock.acquire(timeout=10)
     assert lock.acquire(False) is True
     lock.release()
+
+
+def _use_other_lock(other: Any, done: Any) -> None:
+    with other:
+        done.release()
+
+
+def test_lock_held_by_thread_at_fork_does_not_block_other_locks() -> None:
+    ctx = procly.get_context("fork")
+    held, other, done = ctx.Lock(), ctx.Lock(), ctx.Semaphore(0)
+    holding, finish = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with held:
+            holding.set()
+            finish.wait(30)
+
+    t = threading.Thread(target=holder)
+    t.start()
+    try:
+        assert holding.wait(30)
+        p = ctx.Process(target=_use_other_lock, args=(other, done))
+        p.start()
+        assert done.acquire(timeout=30)
+        p.join(30)
+        assert p.exitcode == 0
+    finally:
+        finish.set()
+        t.join()
+
+
+def _increment_value(value: Any, n: int) -> None:
+    for _ in range(n):
+        with value.get_lock():
+            value.value += 1
+
+
+def test_value_lock_from_this_layer(start_method: str) -> None:
+    ctx = procly.get_context(start_method)
+    value = ctx.Value("i", 0)  # Value(lock=True) takes ctx.RLock() from this layer
+    procs = [ctx.Process(target=_increment_value, args=(value, 200)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    _increment_value(value, 200)
+    for p in procs:
+        p.join(30)
+        assert p.exitcode == 0
+    assert value.value == 600
