@@ -85,6 +85,8 @@ if __name__ == "__main__":
         # started from a thread that exits at once: must survive that (no PDEATHSIG)
         t = threading.Thread(target=start_in_thread, args=(ctx, pids))
         t.start(); t.join()
+    from procly._proc._launch._forkserver import LAUNCHER
+    pids.append(LAUNCHER._server_pid)  # the forkserver must go too
     print(" ".join(map(str, pids)), flush=True)
     time.sleep(3600)
 """
@@ -112,7 +114,7 @@ def test_children_die_with_sigkilled_parent() -> None:
         try:
             assert parent.stdout is not None
             pids = [int(x) for x in parent.stdout.readline().split()]
-            assert len(pids) == 6
+            assert len(pids) == 7
             assert not any(_gone(pid) for pid in pids), "a child started from a thread died early"
         finally:
             parent.send_signal(signal.SIGKILL)

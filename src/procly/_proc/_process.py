@@ -311,7 +311,7 @@ class BaseProcess:
 def _exitcode_text(exitcode: int) -> str:
     if exitcode < 0:
         try:
-            return signal.Signals(-exitcode).name
+            return "-" + signal.Signals(-exitcode).name
         except ValueError:
             pass
     return str(exitcode)
