@@ -22,6 +22,8 @@ from ._sync._semlock import BoundedSemaphore as BoundedSemaphore
 from ._sync._semlock import Semaphore as Semaphore
 from ._sync._semlock import SemLock as SemLock
 
+# OwnerDiedError and LockNotOwnedError are importable from here too; they join __all__ once
+# procly.errors (their public home, recorded by pickle) re-exports them.
 __all__ = (
     "SEM_VALUE_MAX",
     "Barrier",
@@ -30,8 +32,6 @@ __all__ = (
     "Condition",
     "Event",
     "Lock",
-    "LockNotOwnedError",
-    "OwnerDiedError",
     "RLock",
     "SemLock",
     "Semaphore",
