@@ -319,3 +319,30 @@ def test_value_lock_from_this_layer(start_method: str) -> None:
         p.join(30)
         assert p.exitcode == 0
     assert value.value == 600
+
+
+def test_creator_sigkilled_leaves_no_semaphore_names() -> None:
+    """Names of a spawn-context primitive are reclaimed by the tracker when its creator is
+    SIGKILLed (the creator never got to unlink them)."""
+    import subprocess
+    import sys
+
+    prefix = os.environ["PROCLY_NAME_PREFIX"] + "k"
+    code = (
+        "import os, signal, procly\n"
+        "ctx = procly.get_context('spawn')\n"
+        "keep = [ctx.Lock(), ctx.Condition(), ctx.Semaphore(3)]\n"
+        "print(sum(prefix in n for n in os.listdir('/dev/shm')), flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    ).replace("prefix", repr(prefix))
+    env = dict(os.environ, PROCLY_NAME_PREFIX=prefix)
+    env.pop("PROCLY_TRACKER", None)  # its own tracker, as a fresh program would have
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == -signal.SIGKILL
+    assert int(proc.stdout) == 6  # 1 + 4 + 1 named semaphores existed
+    deadline = time.monotonic() + 10
+    while any(prefix in n for n in os.listdir("/dev/shm")) and time.monotonic() < deadline:
+        time.sleep(0.05)  # bounded wait for the tracker, not ordering
+    assert not [n for n in os.listdir("/dev/shm") if prefix in n]
