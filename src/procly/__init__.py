@@ -165,6 +165,18 @@ def Pool(
     )
 
 
+# -- managers (owner: managers) ------------------------------------------------------------
+# isort: split
+from typing import Any as _MAny  # noqa: E402
+
+from . import _contexts as _manager_contexts  # noqa: E402
+
+
+def Manager() -> _MAny:
+    """A started :class:`procly.managers.SyncManager` (default context)."""
+    return _manager_contexts.default_context.Manager()
+
+
 def __getattr__(name: str) -> _PAny:
     # The engine is imported on first use only, so that ``import procly`` (which every
     # spawned child pays for) stays cheap.
@@ -220,4 +232,6 @@ __all__ = (  # noqa: RUF022 - grouped by owner, each group sorted
     "ProcessPoolExecutor",
     "TaskTimeoutError",
     "WorkerCrashedError",
+    # managers
+    "Manager",
 )

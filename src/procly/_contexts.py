@@ -247,6 +247,16 @@ class BaseContext:
 
         return Pool(processes, initializer, initargs, maxtasksperchild, context=self, **extras)
 
+    # -- managers (owner: managers) --------------------------------------------------------
+    def Manager(self) -> Any:
+        """A started :class:`procly.managers.SyncManager` whose server process uses this
+        context's start method (shut it down with ``shutdown()`` or a ``with`` block)."""
+        from ._managers._sync_manager import SyncManager
+
+        manager = SyncManager(ctx=self.get_context())
+        manager.start()
+        return manager
+
 
 # == processes and start methods (owner: processes): one context per start method ==========
 
