@@ -8,6 +8,8 @@ from ._errors import BrokenProcessPool as BrokenProcessPool
 from ._errors import BufferTooShort as BufferTooShort
 from ._errors import ContextAlreadySetError as ContextAlreadySetError
 from ._errors import FrameError as FrameError
+from ._errors import LockNotOwnedError as LockNotOwnedError
+from ._errors import OwnerDiedError as OwnerDiedError
 from ._errors import PoolClosedError as PoolClosedError
 from ._errors import ProcessError as ProcessError
 from ._errors import RemoteTraceback as RemoteTraceback
@@ -27,6 +29,8 @@ __all__ = (
     "BufferTooShort",
     "ContextAlreadySetError",
     "FrameError",
+    "LockNotOwnedError",
+    "OwnerDiedError",
     "PoolClosedError",
     "ProcessError",
     "RemoteTraceback",
