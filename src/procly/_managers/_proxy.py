@@ -215,14 +215,21 @@ class _ClientState:
         not pickle, :class:`EOFError` if the server went away, :class:`OSError` if it cannot
         be reached.
         """
-        ident, _name, args, kwds = request
-        if not kwds and type(ident) in _SIMPLE and all(type(a) in _SIMPLE for a in args):
-            data = pickle.dumps(request, 5)  # nothing the reducer hook could change
-        else:
+        data = None
+        if not request[3]:
+            for arg in request[2]:
+                if type(arg) not in _SIMPLE:
+                    break
+            else:  # nothing the reducer hook could change: the C pickler alone
+                data = pickle.dumps(request, 5)
+        if data is None:
             data = dumps(request)
-        ch = self.channel(address, authkey)
         try:
-            if self.increfs or self.decrefs:
+            ch = self.tls.chans[address]
+        except (AttributeError, KeyError):
+            ch = self.channel(address, authkey)
+        try:
+            if self.increfs.get(address) or self.decrefs.get(address):
                 ch.send_frames([*self._pending(address), data])
             else:
                 ch.send_frame(data)
