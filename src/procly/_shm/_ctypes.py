@@ -186,6 +186,7 @@ class SynchronizedBase:
         self._lock = lock if lock else _lock_for(True, ctx)
         self.acquire = self._lock.acquire
         self.release = self._lock.release
+        self._is_mine: Any = getattr(self._lock, "_is_mine", None)
 
     def __enter__(self) -> Any:
         return self._lock.__enter__()
@@ -209,7 +210,13 @@ class SynchronizedBase:
 
 
 def _locked_property(name: str) -> property:
+    # ``with v.get_lock(): v.value += 1`` would take the lock three times; when this thread
+    # already holds it (``_is_mine``, which procly's and the stdlib's locks have), taking it
+    # again only bumps a recursion count, so the access goes straight through.
     def fget(self: SynchronizedBase) -> Any:
+        is_mine = self._is_mine
+        if is_mine is not None and is_mine():
+            return getattr(self._obj, name)
         lock = self._lock
         lock.acquire()
         try:
@@ -218,6 +225,10 @@ def _locked_property(name: str) -> property:
             lock.release()
 
     def fset(self: SynchronizedBase, value: Any) -> None:
+        is_mine = self._is_mine
+        if is_mine is not None and is_mine():
+            setattr(self._obj, name, value)
+            return
         lock = self._lock
         lock.acquire()
         try:

@@ -120,6 +120,7 @@ class SharedMemory:
         if name is None and not create:
             raise ValueError("'name' can only be None if create=True")
         self._track = track
+        self._pin = _pin
         self._used = False
         self._mmap = None
         self._buf = None
@@ -187,7 +188,9 @@ class SharedMemory:
             self._mmap = None
         if self._used:
             self._used = False
-            _tracker.release("shm", _kernel_name(self._name)[1:])
+            # A pinned name outlives this handle anyway: the release may wait for the next
+            # message.  A reference-counted one (shared arrays) should go at once.
+            _tracker.release("shm", _kernel_name(self._name)[1:], lazy=self._pin)
 
     def unlink(self) -> None:
         """Remove the name; processes that have it mapped keep working, nobody new can attach.
@@ -196,7 +199,7 @@ class SharedMemory:
         """
         shm_unlink(self._name)
         if self._track:
-            _tracker.unregister("shm", _kernel_name(self._name)[1:])
+            _tracker.unregister("shm", _kernel_name(self._name)[1:], lazy=True)
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
@@ -210,17 +213,22 @@ class SharedMemory:
         # handle or exit first); the receiver releases it once attached.  The tracker's
         # address travels too, for receivers whose environment predates it (forkserver).
         if not self._track:
-            return _rebuild, (type(self), self._name, False, None, None)
+            return _rebuild, (type(self), self._name, False, None, None, True)
         token = _tracker.hold("shm", _kernel_name(self._name)[1:])
-        return _rebuild, (type(self), self._name, True, token, _tracker.address())
+        return _rebuild, (type(self), self._name, True, token, _tracker.address(), self._pin)
 
 
 def _rebuild(
-    cls: type[SharedMemory], name: str, track: bool, token: str | None, tracker: str | None
+    cls: type[SharedMemory],
+    name: str,
+    track: bool,
+    token: str | None,
+    tracker: str | None,
+    pin: bool,
 ) -> SharedMemory:
     _tracker.adopt(tracker)
     try:
-        return cls(name, track=track)
+        return cls(name, track=track, _pin=pin)
     finally:
         if token is not None:
             _tracker.release_hold("shm", _kernel_name(name)[1:], token)
