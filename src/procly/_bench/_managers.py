@@ -52,7 +52,7 @@ def _two_processes(module_name: str, n: int) -> Callable[[], float]:
                 p.start()
             for p in procs:
                 p.join()
-            slowest = max(d[("time", 0)], d[("time", 1)])
+            slowest: float = max(d[("time", 0)], d[("time", 1)])
         return 2 * 2 * n / slowest
 
     return run
