@@ -290,3 +290,13 @@ def test_tracker_exits_with_last_connection() -> None:
     with pytest.raises(OSError):
         s.connect("\0" + addr[1:])
     s.close()
+
+
+def test_unlinked_entries_do_not_accumulate(name: str) -> None:
+    posix_ipc.SharedMemory("/" + name, posix_ipc.O_CREX, size=4096).close_fd()
+    _tracker.register("shm", name)
+    _tracker.unregister("shm", name)
+    assert _tracker._query("shm", name) == (0, 1, 0)  # pin gone, our handle still counts
+    _tracker.release("shm", name)
+    assert _tracker._query("shm", name) is None
+    assert exists(name), "an unregistered name is the caller's business"

@@ -486,7 +486,7 @@ def _unlink(kind: str, name: str) -> None:
             posix_ipc.unlink_semaphore(path)
 
 
-@dataclass
+@dataclass(eq=False)  # identity: a connection is itself
 class _Conn:
     sock: socket.socket
     buf: bytes = b""
@@ -502,6 +502,7 @@ class _Res:
     uses: int = 0
     holds: set[str] = field(default_factory=set)
     dirty: bool = False  # its creator died without saying goodbye
+    pinners: list[_Conn] = field(default_factory=list)
 
 
 class _Registry:
@@ -531,9 +532,10 @@ class _Registry:
         res = self.res.setdefault(key, _Res())
         if op in ("C", "A"):
             res.owned = True
-        if op == "C":
+        if op == "C" and key not in conn.pins:
             conn.pins.add(key)
             res.pins += 1
+            res.pinners.append(conn)
         if op in ("C", "A", "U"):
             conn.uses[key] += 1
             res.uses += 1
@@ -541,7 +543,13 @@ class _Registry:
             conn.uses[key] -= 1
             res.uses -= 1
         elif op == "X":
+            # Unlinked: nothing left to reclaim, so drop the pins too; the entry goes
+            # once its last use is released (bounded bookkeeping for long-lived creators).
             res.owned = False
+            for pinner in res.pinners:
+                pinner.pins.discard(key)
+            res.pins = 0
+            res.pinners.clear()
         elif op == "H" and len(parts) == 4:
             token = parts[3]
             if token in self.early:
@@ -569,9 +577,11 @@ class _Registry:
             if res is None:
                 continue
             res.uses -= conn.uses.get(key, 0)
-            res.pins -= key in conn.pins
-            if not conn.clean and key in conn.pins:
-                res.dirty = True
+            if key in conn.pins:
+                res.pins -= 1
+                res.pinners.remove(conn)
+                if not conn.clean:
+                    res.dirty = True
             self.check(key, died=not conn.clean)
 
     def check(self, key: Key, *, died: bool = False) -> None:
