@@ -159,3 +159,44 @@ def test_creator_killed_receiver_keeps_it(start_method: str) -> None:
         p.join()
         here.close()
         there.close()
+
+
+def queue_round_trip(q_in: Any, q_out: Any) -> None:
+    arr = q_in.get()
+    arr[0] = 123.0
+    q_out.put(arr[1:])
+
+
+def test_through_a_queue(start_method: str) -> None:
+    ctx = procly.get_context(start_method)
+    a = share(np.zeros(1 << 16))
+    q_in, q_out = ctx.Queue(), ctx.Queue()
+    p = ctx.Process(target=queue_round_trip, args=(q_in, q_out))
+    p.start()
+    try:
+        q_in.put(a)
+        back = q_out.get(timeout=30)
+        back[0] = 5.0
+        assert a[0] == 123.0 and a[1] == 5.0
+    finally:
+        p.join()
+        q_in.close()
+        q_out.close()
+    assert p.exitcode == 0
+
+
+def pool_task(arr: Any) -> Any:
+    arr[1] = 2.0  # argument: the caller's memory
+    out = ndarray(3)  # result: made in the worker, shared back
+    out[:] = 7.0
+    return out
+
+
+def test_pool_arguments_and_results(start_method: str) -> None:
+    ctx = procly.get_context(start_method)
+    a = ndarray(10)
+    with ctx.Pool(1) as pool:
+        results = pool.map(pool_task, [a, a[2:]])
+    assert a[1] == 2.0 and a[3] == 2.0
+    assert [r.tolist() for r in results] == [[7.0] * 3] * 2
+    assert all(r.shm is not None for r in results)  # still shared memory, not copies
