@@ -67,10 +67,10 @@ def timed_acquire(sem: Any, seconds: float | None) -> bool:
 
 def _unlink_now(ctx: Any) -> bool:
     """The standard library's rule: a ``fork`` context unlinks the name at once."""
-    if ctx is None:
-        from .. import _contexts
+    if ctx is None:  # the default context's method, read from its owner one layer down
+        from .._proc._context import START_METHOD
 
-        ctx = getattr(_contexts, "default_context", None)
+        return START_METHOD.get() == "fork"
     getter = getattr(ctx, "get_start_method", None)
     return getter is not None and getter() == "fork"
 
