@@ -231,9 +231,9 @@ class _ClientState:
         try:
             if self.increfs.get(address) or self.decrefs.get(address):
                 ch.send_frames([*self._pending(address), data])
+                reply = ch.recv_frame()
             else:
-                ch.send_frame(data)
-            reply = ch.recv_frame()
+                reply = ch.roundtrip(data)
         except EOFError as exc:
             self.drop(address)
             if isinstance(exc, FrameError):

@@ -41,6 +41,7 @@ from .._errors import FrameError
 from .._proc._auth import answer_challenge, deliver_challenge
 
 __all__ = (
+    "BIG",
     "HANDSHAKE_MAX",
     "MAX_FRAME",
     "Channel",
@@ -55,6 +56,8 @@ HANDSHAKE_MAX = 256
 #: The largest frame accepted from an authenticated peer (a larger length is garbage).
 MAX_FRAME = 1 << 36
 _BUFSIZE = 64 * 1024
+#: What :meth:`Channel.take_frame` returns for a frame larger than the receive buffer.
+BIG: Any = type("BigFrame", (), {"__repr__": lambda self: "BIG"})()
 
 
 def family_of(address: Any) -> socket.AddressFamily:
@@ -112,6 +115,30 @@ class Channel:
             self.sock.sendall(_HDR.pack(n))
             self.sock.sendall(data)
 
+    def roundtrip(self, data: bytes) -> bytes:
+        """Send one frame and receive the one frame that answers it (the client's call).
+
+        The common case -- a small reply arriving whole in one read -- costs one ``sendall``
+        and one ``recv_into``; anything else falls back to :meth:`recv_frame`.  Raises
+        what :meth:`send_frame` and :meth:`recv_frame` raise.
+        """
+        n = len(data)
+        if n <= _BUFSIZE:
+            self.sock.sendall(_HDR.pack(n) + data)
+        else:
+            self.send_frame(data)
+        if self._start != self._end:
+            return self.recv_frame()
+        got = self.sock.recv_into(self._buf)
+        if got >= 8:
+            total = 8 + _HDR.unpack_from(self._buf)[0]
+            if got == total:
+                return bytes(self._view[8:got])
+        if not got:
+            raise EOFError("the peer closed the connection")
+        self._start, self._end = 0, got
+        return self.recv_frame()
+
     def send_frames(self, frames: list[bytes]) -> None:
         """Send several frames with one system call (the peer reads them in order)."""
         parts = []
@@ -131,9 +158,44 @@ class Channel:
             raise OSError("bad message length")
         return data
 
+    def take_frame(self) -> Any:
+        """The next complete frame already in the buffer, or ``None`` (never reads).
+
+        Returns :data:`BIG` when the next frame does not fit the buffer (read it with
+        :meth:`recv_frame`); raises :class:`~procly.errors.FrameError` for a length above
+        ``max_frame``.
+        """
+        start = self._start
+        avail = self._end - start
+        if avail < 8:
+            return None
+        (size,) = _HDR.unpack_from(self._buf, start)
+        if size > self.max_frame:
+            raise FrameError(f"frame of {size} bytes exceeds the limit of {self.max_frame}")
+        total = 8 + size
+        if total > len(self._buf):
+            return BIG
+        if avail < total:
+            return None
+        data = bytes(self._view[start + 8 : start + total])
+        self._start = start + total
+        if self._start == self._end:
+            self._start = self._end = 0
+        return data
+
+    def fill_once(self) -> None:
+        """One read into the buffer (it must have room: call after :meth:`take_frame`).
+
+        Raises :class:`EOFError` at end of stream, :class:`TimeoutError` past ``deadline``.
+        """
+        self._fill()
+
     def _fill(self) -> None:
         """Read whatever is available into the buffer; raises EOFError at end of stream."""
-        if self._end == len(self._buf):  # compact: move the unread tail to the front
+        if self._start == self._end:
+            self._start = self._end = 0
+        elif self._end == len(self._buf) or self._start > len(self._buf) // 2:
+            # compact: move the unread tail to the front, so a whole frame fits
             tail = self._end - self._start
             self._buf[:tail] = self._view[self._start : self._end]
             self._start, self._end = 0, tail
