@@ -32,7 +32,8 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from .._errors import LockNotOwnedError
-from ._lock import RLock, _OwnedLock
+from ._lock import OWNED_LOCK_TYPES, RLock
+from ._purelock import OwnedLock
 from ._semlock import Semaphore
 
 __all__ = ("Condition",)
@@ -53,9 +54,9 @@ class Condition:
     def __init__(self, lock: Any = None, *, ctx: Any = None) -> None:
         if lock is None:
             lock = RLock(ctx=ctx)
-        elif not isinstance(lock, _OwnedLock):
+        elif not isinstance(lock, OWNED_LOCK_TYPES):
             raise TypeError(f"Condition needs a procly Lock or RLock, not {type(lock).__name__}")
-        self._lock: _OwnedLock = lock
+        self._lock: OwnedLock = lock  # either implementation: same interface
         self._sleeping = Semaphore(0, ctx=ctx)
         self._woken = Semaphore(0, ctx=ctx)
         self._wake = Semaphore(0, ctx=ctx)

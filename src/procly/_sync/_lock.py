@@ -1,275 +1,44 @@
-"""Lock and RLock shared by processes, which survive the death of their holder (layer 2).
+"""Lock and RLock shared by processes: which implementation this process uses (layer 2).
 
-Each lock is a named semaphore of value 1 (see :mod:`._semlock`) plus one shared slot
-(:mod:`._arena`) whose word ``OWNER`` holds the token of the process holding it
-(:mod:`._owner`; 0 when free).  The holder writes its token right after taking the
-semaphore and clears it right before giving it back, so a non-zero token always names a
-process that took the lock and has not released it yet.
+Two implementations with one contract (see :mod:`._purelock` for the semantics, owner-death
+detection included):
 
-**When the holder dies** (SIGKILL, segfault, ``os._exit``) the semaphore stays at 0 for
-ever; the standard library's waiters block for ever.  Here a blocked waiter wakes every
-:data:`CHECK_INTERVAL` seconds and asks whether the process named by ``OWNER`` still runs
-(zombies and reused pids count as dead).  If not, it *repairs* the lock -- under a record
-lock on the slot, so exactly one process does -- by clearing ``OWNER`` and posting the
-semaphore, then raises :class:`~procly.errors.OwnerDiedError`.  The lock is then free: other
-waiters take it normally, and so does a retry.  The data it protected may be
-half-updated, which is why the repairer gets an exception rather than the lock.
+* :mod:`._fastlock` -- a futex word in a shared slot, driven by the C extension
+  :mod:`procly._os._native` (Linux).  Uncontended ``acquire``/``release`` are single atomic
+  instructions inside C methods.
+* :mod:`._purelock` -- a named POSIX semaphore plus an owner word, in Python.
 
-Known blind spot: a holder killed in the few hundred nanoseconds between taking the
-semaphore and writing its token (or between clearing it and posting) leaves ``OWNER`` at 0,
-and that cannot be told from a live holder about to write it; waiters then block as in the
-standard library.
+The C one is used when the extension imports; ``PROCLY_PURE=1`` in the environment forces
+the pure one (tests run both).  The choice is made once, at import, so every lock of a
+process is of one kind; a child inherits the environment and so makes the same choice, and
+a lock crossing to a child unpickles as the kind it was in any case (each pickles through
+its own module's rebuild function).
 """
 
 from __future__ import annotations
 
-import fcntl
-import threading
-import time
-from typing import Any
+import os
+from typing import TYPE_CHECKING
 
-from .._errors import LockNotOwnedError, OwnerDiedError
-from . import _arena
-from ._owner import IDENTITY, is_alive, pid_of
-from ._semlock import BusyError, SemLock, _deadline, timed_acquire
+from . import _fastlock, _purelock
+from ._lockbase import CHECK_INTERVAL
 
-__all__ = ("CHECK_INTERVAL", "Lock", "RLock")
+__all__ = ("CHECK_INTERVAL", "NATIVE", "OWNED_LOCK_TYPES", "Lock", "RLock")
 
-#: Seconds a blocked acquirer sleeps between two checks that the holder is alive.
-CHECK_INTERVAL = 0.1
+#: Whether this process uses the C implementation.
+NATIVE: bool = _fastlock.AVAILABLE and os.environ.get("PROCLY_PURE", "") in ("", "0")
 
-# Words of a lock's slot.
-OWNER = 0
-REPAIRS = 1
+if TYPE_CHECKING:  # both implementations have the pure one's interface
+    from ._purelock import Lock as Lock
+    from ._purelock import RLock as RLock
 
-_get_ident = threading.get_ident
+    OWNED_LOCK_TYPES: tuple[type, ...]
+elif NATIVE:
+    from ._fastlock import Lock, RLock
+else:
+    from ._purelock import Lock, RLock
 
-
-def _process_name() -> str:
-    try:
-        from .._proc._process import current_process
-
-        return str(current_process().name)
-    except Exception:  # pragma: no cover - processes layer unavailable
-        return "MainProcess"
-
-
-class _OwnedLock(SemLock):
-    """What Lock and RLock share: the owner word, contended waiting, repair."""
-
-    _slot: _arena.Slot
-
-    def __init__(self, *, ctx: Any = None) -> None:
-        self._slot = _arena.REGISTRY.allocate()
-        super().__init__(1, ctx=ctx)
-        import weakref
-
-        weakref.finalize(self, _arena.REGISTRY.release, self._slot)
-
-    def _setup(self) -> None:
-        super()._setup()
-        self._rec = self._slot.words
-        self._owner_tid = 0
-        self._count = 0
-
-    def _extra_state(self) -> dict[str, Any]:
-        return {"slot": self._slot}
-
-    def _set_extra_state(self, state: dict[str, Any]) -> None:
-        self._slot = state["slot"]
-
-    # -- contended path -----------------------------------------------------------------------
-    def _acquire_contended(self, block: bool, timeout: float | None) -> bool:
-        """Wait for the semaphore, checking the holder's liveness; ``True`` once taken.
-
-        Raises :class:`OwnerDiedError` if this call repaired a lock abandoned by a dead
-        holder.
-        """
-        self._check_abandoned()
-        if not block:
-            return False
-        deadline = _deadline(timeout)
-        while True:
-            if deadline is None:
-                wait = CHECK_INTERVAL
-            else:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                wait = min(left, CHECK_INTERVAL)
-            if timed_acquire(self._sem, wait):
-                return True
-            self._check_abandoned()
-
-    def _check_abandoned(self) -> None:
-        token = self._rec[OWNER]
-        if token == 0 or token == IDENTITY.token or is_alive(token):
-            return
-        slot = self._slot
-        arena = slot.arena
-        with arena.guard:
-            # Record locks are per process and released by the kernel if we die here.
-            fcntl.lockf(arena.fd, fcntl.LOCK_EX, 1, slot.offset)
-            try:
-                if self._rec[OWNER] != token:
-                    return  # someone else repaired it already
-                self._rec[OWNER] = 0
-                self._rec[REPAIRS] += 1
-                self._sem.release()
-            finally:
-                fcntl.lockf(arena.fd, fcntl.LOCK_UN, 1, slot.offset)
-        pid = pid_of(token)
-        raise OwnerDiedError(
-            f"process {pid} died while holding {type(self).__name__} without releasing it; "
-            "the lock has been released, the data it protected may be inconsistent",
-            pid=pid,
-        )
-
-    # -- helpers for Condition ----------------------------------------------------------------
-    def _is_mine(self) -> bool:
-        return (
-            self._count > 0
-            and self._owner_tid == _get_ident()
-            and self._rec[OWNER] == IDENTITY.token
-        )
-
-    def _release_save(self) -> int:
-        """Release every level (for :meth:`Condition.wait`); returns the count."""
-        count = self._count
-        self._count = 0
-        self._owner_tid = 0
-        self._rec[OWNER] = 0
-        self._sem.release()
-        return count
-
-    def _acquire_restore(self, count: int) -> None:
-        """Take the lock back after :meth:`_release_save`.
-
-        If the lock was abandoned meanwhile, take it anyway and then raise
-        :class:`OwnerDiedError`: the caller (inside ``with condition:``) holds the lock, as
-        its ``__exit__`` expects.
-        """
-        died: OwnerDiedError | None = None
-        while True:
-            try:
-                self.acquire()
-                break
-            except OwnerDiedError as exc:
-                died = died or exc
-        self._count = count
-        if died is not None:
-            raise died
-
-    def _holder_text(self) -> str:
-        token = self._rec[OWNER]
-        if self._is_mine():
-            name = _process_name()
-            thread = threading.current_thread().name
-            return name if thread == "MainThread" else f"{name}|{thread}"
-        if token == 0:
-            return "None"
-        if token == IDENTITY.token:
-            return "SomeOtherThread"
-        return "SomeOtherProcess"
-
-
-class Lock(_OwnedLock):
-    """A non-recursive lock shared by processes (:class:`multiprocessing.Lock`).
-
-    Any thread or process may release it.  Beyond the standard library: when the holding
-    process dies, a waiter raises :class:`~procly.errors.OwnerDiedError` within about
-    :data:`CHECK_INTERVAL` seconds and the lock becomes free again.
-
-    Raises :class:`ValueError` when released while unlocked.
-    """
-
-    def acquire(self, block: bool = True, timeout: float | None = None) -> bool:
-        """Take the lock; ``False`` if *block* is false or *timeout* ran out first.
-
-        Raises :class:`~procly.errors.OwnerDiedError` (lock left free) if the holder died.
-        """
-        try:
-            self._sem.acquire(0)
-        except BusyError:
-            if not self._acquire_contended(block, timeout):
-                return False
-        self._rec[OWNER] = IDENTITY.token
-        self._owner_tid = _get_ident()
-        self._count = 1
-        return True
-
-    def release(self) -> None:
-        """Release the lock.  Raises :class:`ValueError` if it is not locked."""
-        rec = self._rec
-        if not rec[OWNER] and self._sem.value:
-            raise ValueError("semaphore or lock released too many times")
-        self._count = 0
-        rec[OWNER] = 0
-        self._sem.release()
-
-    def __repr__(self) -> str:
-        try:
-            holder = self._holder_text()
-        except Exception:  # pragma: no cover
-            holder = "unknown"
-        return f"<{type(self).__name__}(owner={holder})>"
-
-
-class RLock(_OwnedLock):
-    """A recursive lock shared by processes (:class:`multiprocessing.RLock`).
-
-    It is owned by one thread of one process, which may acquire it again; it is free once
-    released as many times.  Beyond the standard library: when the holding process dies, a
-    waiter raises :class:`~procly.errors.OwnerDiedError` and the lock becomes free again.
-
-    Raises :class:`~procly.errors.LockNotOwnedError` (an :class:`AssertionError`, as in the
-    standard library, and a :class:`RuntimeError`, as in :mod:`threading`) when released by
-    a thread that does not own it.
-    """
-
-    def acquire(self, block: bool = True, timeout: float | None = None) -> bool:
-        """Take the lock, or count one more level if this thread owns it already.
-
-        Returns ``False`` if *block* is false or *timeout* ran out first; raises
-        :class:`~procly.errors.OwnerDiedError` (lock left free) if the holder died.
-        """
-        me = _get_ident()
-        if self._owner_tid == me and self._count and self._rec[OWNER] == IDENTITY.token:
-            self._count += 1
-            return True
-        try:
-            self._sem.acquire(0)
-        except BusyError:
-            if not self._acquire_contended(block, timeout):
-                return False
-        self._rec[OWNER] = IDENTITY.token
-        self._owner_tid = me
-        self._count = 1
-        return True
-
-    def release(self) -> None:
-        """Drop one level; the lock is free after the last.
-
-        Raises :class:`~procly.errors.LockNotOwnedError` if this thread does not own it.
-        """
-        if not self._is_mine():
-            raise LockNotOwnedError("attempt to release recursive lock not owned by thread")
-        self._count -= 1
-        if not self._count:
-            self._owner_tid = 0
-            self._rec[OWNER] = 0
-            self._sem.release()
-
-    def __repr__(self) -> str:
-        try:
-            holder = self._holder_text()
-            count = (
-                self._count
-                if holder not in ("None", "SomeOtherProcess")
-                else (0 if holder == "None" else "nonzero")
-            )
-            if holder == "SomeOtherThread":
-                count = "nonzero"
-        except Exception:  # pragma: no cover
-            holder, count = "unknown", "unknown"
-        return f"<{type(self).__name__}({holder}, {count})>"
+#: What :class:`Condition` accepts as its lock: either implementation.
+OWNED_LOCK_TYPES = (
+    (_purelock.OwnedLock, _fastlock.OwnedLock) if _fastlock.AVAILABLE else (_purelock.OwnedLock,)
+)
