@@ -110,6 +110,8 @@ class ObjectTable:
             reply = self._dispatch_special(client, name, args)
             if reply is not _NO_REPLY:
                 self._reply(ch, client, reply)
+            if name == "shutdown":  # only now: the reply must reach the client first
+                self.stop()
             return
         entry = self.objects.get(ident)
         if entry is None or name not in entry.exposed:
@@ -189,7 +191,6 @@ class ObjectTable:
             if name == "debug_info":
                 return (RETURN, self.debug_info())
             if name == "shutdown":
-                self.stop()
                 return (RETURN, None)
             if name == "hello":
                 return _NO_REPLY
