@@ -297,3 +297,39 @@ def test_after_fork_hook_runs_in_fork_child(tmp_path: Path) -> None:
     out = run_in_subprocess(code)
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "hook").read_text() == "ran"
+
+
+def _parent_alive(path: str) -> None:
+    parent = procly.parent_process()
+    assert parent is not None
+    Path(path).write_text(repr((parent.is_alive(), parent.pid == os.getppid() or None)))
+
+
+def test_parent_process_is_alive_in_child(start_method: str, tmp_path: Path) -> None:
+    out = tmp_path / "alive"
+    p = procly.get_context(start_method).Process(target=_parent_alive, args=(str(out),))
+    p.start()
+    p.join()
+    assert p.exitcode == 0
+    alive, _ = eval(out.read_text())
+    assert alive is True
+
+
+def test_bad_executable_leaks_nothing() -> None:
+    out = run_in_subprocess(
+        """
+        import os, procly
+        def f(): pass
+        if __name__ == "__main__":
+            before = len(os.listdir("/proc/self/fd"))
+            procly.set_executable("/nonexistent/python")
+            for _ in range(3):
+                try:
+                    procly.get_context("spawn").Process(target=f).start()
+                except FileNotFoundError:
+                    pass
+            print(len(os.listdir("/proc/self/fd")) - before)
+        """
+    )
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout) <= 2  # the lifeline pipe, created once

@@ -157,6 +157,9 @@ class SpawnLauncher:
                 [str(inherit[0]), str(inherit[1]), ",".join(str(fd) for fd in inherit[2:passed])],
                 inherit,
             )
+        except BaseException:
+            close_quietly([write_fd] + ([sentinel_r] if child_sentinel_w >= 0 else []))
+            raise
         finally:
             close_quietly(inherit)
             os.close(read_fd)
