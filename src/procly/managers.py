@@ -28,6 +28,8 @@ from ._managers._proxy import RebuildProxy as RebuildProxy
 from ._managers._proxy import RemoteError as RemoteError
 from ._managers._proxy import Token as Token
 from ._managers._server import Server as Server
+from ._managers._shm_manager import SharedMemoryManager as SharedMemoryManager
+from ._managers._shm_manager import SharedMemoryServer as SharedMemoryServer
 from ._managers._sync_manager import Array as Array
 from ._managers._sync_manager import Namespace as Namespace
 from ._managers._sync_manager import SyncManager as SyncManager
@@ -54,6 +56,8 @@ __all__ = (
     "RebuildProxy",
     "RemoteError",
     "Server",
+    "SharedMemoryManager",
+    "SharedMemoryServer",
     "State",
     "SyncManager",
     "Token",

@@ -194,6 +194,9 @@ class ObjectTable:
                 return (RETURN, None)
             if name == "hello":
                 return _NO_REPLY
+            extra = getattr(self, "request_" + name, None) if name.isidentifier() else None
+            if extra is not None:  # requests a server subclass adds (SharedMemoryServer)
+                return (RETURN, extra(client, *args))
             return (TRACEBACK, f"ValueError: unknown server request {name!r}\n")
         except Exception:
             return (TRACEBACK, traceback.format_exc())
