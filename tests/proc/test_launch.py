@@ -333,3 +333,16 @@ def test_bad_executable_leaks_nothing() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert int(out.stdout) <= 2  # the lifeline pipe, created once
+
+
+def test_missing_main_guard_is_refused(tmp_path: Path) -> None:
+    script = tmp_path / "noguard.py"
+    script.write_text(
+        "import procly\n"
+        "p = procly.get_context('spawn').Process(target=print)\n"
+        "p.start(); p.join()\n"
+        "print('exit', p.exitcode, flush=True)\n"
+    )
+    out = run_python([str(script)], cwd=tmp_path)
+    assert "finished its bootstrapping phase" in out.stderr
+    assert "exit 1" in out.stdout

@@ -27,6 +27,15 @@ __all__ = ("apply_preparation", "import_main", "run_payload", "spawn_main")
 _HEADER = struct.Struct("!I")
 
 
+class _MainImport:
+    """Whether this child is still importing the parent's main module (the one state)."""
+
+    active = False
+
+
+MAIN_IMPORT = _MainImport()
+
+
 def import_main(main_path: str | None, main_name: str | None) -> None:
     """Import the parent's main module as ``__mp_main__`` and alias it as ``__main__``.
 
@@ -60,12 +69,15 @@ def import_main(main_path: str | None, main_name: str | None) -> None:
     if package:
         module.__package__ = package
     sys.modules["__mp_main__"] = sys.modules["__main__"] = module
+    MAIN_IMPORT.active = True
     try:
         spec.loader.exec_module(module)
     except BaseException:
         sys.modules["__main__"] = _placeholder_main()
         del sys.modules["__mp_main__"]
         raise
+    finally:
+        MAIN_IMPORT.active = False
 
 
 def _placeholder_main() -> types.ModuleType:

@@ -31,6 +31,7 @@ from ..._serial._fdpass import sending_fds
 from ..._serial._pickler import dumps
 from .._lifeline import LIFELINE
 from .._spawning import spawning
+from ._bootstrap import MAIN_IMPORT
 from ._child import ChildHandle
 
 if TYPE_CHECKING:
@@ -101,6 +102,15 @@ def build_payload(process: BaseProcess, method: str) -> tuple[bytes, list[int]]:
 
     Raises :class:`~procly.errors.SerializationError` naming what does not pickle.
     """
+    if MAIN_IMPORT.active:
+        # Without the ``if __name__ == "__main__":`` guard every child would start children
+        # of its own while re-importing the main module: refuse, as the stdlib does.
+        raise RuntimeError(
+            "An attempt has been made to start a new process before the current process has "
+            "finished its bootstrapping phase. This probably means that you are not using fork "
+            "to start your child processes and you have forgotten to use the proper idiom in "
+            'the main module: if __name__ == "__main__": ...'
+        )
     prep = pickle.dumps(preparation_data(method), pickle.HIGHEST_PROTOCOL)
     with spawning(), sending_fds() as channel:
         try:
