@@ -120,6 +120,10 @@ class BaseManager:
         Raises :class:`ConnectionRefusedError` / :class:`FileNotFoundError` when none listens
         there and :class:`~procly.AuthenticationError` for a wrong authkey.
         """
+        if self._address is None:
+            raise ProcessError("the manager has no address to connect to")
+        # Always a fresh handshake with this manager's own key (never a borrowed connection).
+        CLIENT.adopt(self._address, _wire.connect(self._address, bytes(self._authkey)))
         self._request("dummy")
         self._state.value = State.STARTED
 

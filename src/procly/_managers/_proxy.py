@@ -126,6 +126,12 @@ class _SendContext(threading.local):
     current: Any = None
 
 
+class _Receiving(threading.local):
+    """Set while a reply is unpickled: the key of the connection it came through."""
+
+    authkey: bytes | None = None
+
+
 class _ClientState:
     """This process's manager connections, pending reference changes and local servers.
 
@@ -137,6 +143,7 @@ class _ClientState:
         self.gen = 0
         self.servers: dict[Any, LocalServer] = {}
         self.sending = _SendContext()
+        self.receiving = _Receiving()
         self.reset()
 
     def reset(self) -> None:
@@ -172,31 +179,48 @@ class _ClientState:
     # -- connections ---------------------------------------------------------------------
 
     def channel(self, address: Any, authkey: bytes) -> _wire.Channel:
-        """This thread's connection to *address*, opened (and authenticated) on first use."""
+        """This thread's connection to *address*, opened (and authenticated) on first use.
+
+        One connection per address, whatever key a proxy carries (as in the standard
+        library): the process already proved it knows the server's key.  Managers that
+        ``connect()`` always run a fresh handshake with their own key first.
+        """
         try:
             chans: dict[Any, _wire.Channel] = self.tls.chans
         except AttributeError:
             chans = self.tls.chans = {}
         ch = chans.get(address)
         if ch is None:
-            ch = _wire.connect(address, bytes(authkey))
-            ch.send_frame(dumps((None, "hello", (self.client_id, os.getpid()), {})))
-            chans[address] = ch
-            with self.lock:
-                self.anchors.setdefault(address, ch)
-                self.channels.add(ch)
+            ch = self.adopt(address, _wire.connect(address, bytes(authkey)))
+        return ch
+
+    def adopt(self, address: Any, ch: _wire.Channel) -> _wire.Channel:
+        """Make the authenticated *ch* this thread's connection to *address*."""
+        ch.send_frame(dumps((None, "hello", (self.client_id, os.getpid()), {})))
+        try:
+            chans: dict[Any, _wire.Channel] = self.tls.chans
+        except AttributeError:
+            chans = self.tls.chans = {}
+        old = chans.get(address)
+        chans[address] = ch
+        with self.lock:
+            if old is not None and self.anchors.get(address) is old:
+                self.anchors[address] = ch
+            self.anchors.setdefault(address, ch)
+            self.channels.add(ch)
+        if old is not None:
+            old.close()
         return ch
 
     def forget(self, address: Any) -> None:
         """The server at *address* is gone: close this process's connections to it."""
         with self.lock:
             anchor = self.anchors.pop(address, None)
-            chans = [ch for ch in self.channels if ch is anchor]
         self.decrefs.pop(address, None)
         self.increfs.pop(address, None)
         self.drop(address)
-        for ch in chans:
-            ch.close()
+        if anchor is not None:
+            anchor.close()
 
     def drop(self, address: Any) -> None:
         """Forget this thread's connection to *address* (broken or interrupted mid-call)."""
@@ -246,7 +270,12 @@ class _ClientState:
             # Interrupted or failed mid-call: the reply may still come; never reuse.
             self.drop(address)
             raise
-        return loads(reply)
+        receiving = self.receiving
+        receiving.authkey = authkey  # proxies inside the reply belong to this server's key
+        try:
+            return loads(reply)
+        finally:
+            receiving.authkey = None
 
     def _pending(self, address: Any) -> list[bytes]:
         frames = []
@@ -420,6 +449,8 @@ def RebuildProxy(
     (manager-owned), elsewhere it takes its own reference (one round trip)."""
     if token.address in CLIENT.servers:
         kwds["manager_owned"] = True
+    if "authkey" not in kwds and CLIENT.receiving.authkey is not None:
+        kwds["authkey"] = CLIENT.receiving.authkey
     incref = kwds.pop("incref", True)
     return func(token, serializer, incref=incref, **kwds)
 
