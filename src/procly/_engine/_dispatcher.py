@@ -372,6 +372,12 @@ class Engine:
         return max(2, min(_MAX_PER_WORKER, int(_TARGET_QUEUE_S / max(avg, 1e-7))))
 
     def _dispatch(self) -> None:
+        # A kill while sending (a cancelled head) requeues tasks and starts a new worker
+        # the round did not see: go round again until a round sends nothing.
+        while self._queue and self._dispatch_round():
+            pass
+
+    def _dispatch_round(self) -> bool:
         queue = self._queue
         limit = self._limit()
         low = limit // 2
@@ -381,7 +387,7 @@ class Engine:
             if len(s.inflight) <= low and (s.tasks_left is None or s.tasks_left > 0)
         ]
         if not slots:
-            return
+            return False
         slots.sort(key=lambda s: len(s.inflight))
         share = -(-len(queue) // len(slots))
         for slot in slots:
@@ -391,8 +397,11 @@ class Engine:
             if slot.tasks_left is not None:
                 room = min(room, slot.tasks_left)
             n = min(room, share, len(queue))
+            if n <= 0 or slot.dead:
+                continue
             batch = [queue.popleft() for _ in range(n)]
             self._send_batch(slot, batch)
+        return True
 
     def _send_batch(self, slot: WorkerSlot, batch: list[Task]) -> None:
         functions: list[bytes] = []

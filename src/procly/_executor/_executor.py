@@ -47,6 +47,9 @@ class EngineFuture(cf.Future[T]):
 
     # sink protocol (dispatcher thread)
     def task_started(self, task: Task) -> bool:
+        # A task whose worker died before starting it is handed out again: already running.
+        if self._state == "RUNNING":  # type: ignore[attr-defined]
+            return True
         return self.set_running_or_notify_cancel()
 
     def task_done(self, task: Task, ok: bool, value: Any) -> None:

@@ -281,7 +281,8 @@ class Pool:
             self._engine.join()
 
     def __enter__(self) -> Pool:
-        self._running_engine()
+        if self._closed:
+            raise PoolClosedError("Pool not running")
         return self
 
     def __exit__(self, *exc: object) -> None:
