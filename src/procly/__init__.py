@@ -149,7 +149,6 @@ from typing import Any as _PAny  # noqa: E402
 
 from . import _contexts as _pool_contexts  # noqa: E402
 from ._errors import TaskTimeoutError as TaskTimeoutError  # noqa: E402
-from ._errors import WorkerCrashedError as WorkerCrashedError  # noqa: E402
 
 
 def Pool(
@@ -184,6 +183,10 @@ def __getattr__(name: str) -> _PAny:
         from ._executor._executor import ProcessPoolExecutor
 
         return ProcessPoolExecutor
+    if name == "WorkerCrashedError":  # it subclasses concurrent.futures.BrokenExecutor
+        from ._futures_errors import WorkerCrashedError
+
+        return WorkerCrashedError
     raise AttributeError(f"module 'procly' has no attribute {name!r}")
 
 

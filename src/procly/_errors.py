@@ -1,5 +1,11 @@
 """The whole exception hierarchy of procly (layer 0: imports the standard library only).
 
+The two errors that subclass :class:`concurrent.futures.BrokenExecutor`
+(:class:`BrokenProcessPool`, :class:`WorkerCrashedError`) live in
+:mod:`procly._futures_errors`: importing :mod:`concurrent.futures` costs about 12 ms
+(logging, traceback), which every spawned child would pay if this module imported it.
+Importing them from here still works (module ``__getattr__``) but loads them.
+
 Rule: every standard-library name is kept, and every new error also subclasses the
 builtin that :mod:`multiprocessing` raised in the same situation, so that existing
 ``except`` clauses written for the standard library keep matching.
@@ -13,12 +19,10 @@ from __future__ import annotations
 
 import builtins
 import pickle
-from concurrent.futures import BrokenExecutor
 
 __all__ = (
     "AuthenticationError",
     "BackendError",
-    "BrokenProcessPool",
     "BufferTooShort",
     "ContextAlreadySetError",
     "FrameError",
@@ -32,7 +36,6 @@ __all__ = (
     "StartMethodError",
     "TaskTimeoutError",
     "TimeoutError",
-    "WorkerCrashedError",
     "WorkerError",
 )
 
@@ -103,43 +106,6 @@ class WorkerError(ProcessError):
     """Base class of failures of a worker process itself, as opposed to the user's code."""
 
 
-class BrokenProcessPool(BrokenExecutor, ProcessError):
-    """Raised when an executor or pool can no longer be used at all."""
-
-
-class WorkerCrashedError(WorkerError, BrokenProcessPool):
-    """Raised for the one task whose worker died while running it.
-
-    Carries ``pid``, ``exitcode`` and ``signal_name``; every other task still completes.
-    """
-
-    def __init__(
-        self, message: str, *, pid: int | None = None, exitcode: int | None = None
-    ) -> None:
-        super().__init__(message)
-        self.pid = pid
-        self.exitcode = exitcode
-
-    @property
-    def signal_name(self) -> str | None:
-        """The name of the signal that killed the worker (``"SIGKILL"``), or ``None``."""
-        import signal
-
-        if self.exitcode is None or self.exitcode >= 0:
-            return None
-        try:
-            return signal.Signals(-self.exitcode).name
-        except ValueError:
-            return f"signal {-self.exitcode}"
-
-    def __reduce__(self) -> tuple[object, ...]:
-        return (_rebuild_worker_crashed, (str(self), self.pid, self.exitcode))
-
-
-def _rebuild_worker_crashed(message: str, pid: int | None, exitcode: int | None) -> WorkerCrashedError:
-    return WorkerCrashedError(message, pid=pid, exitcode=exitcode)
-
-
 class BackendError(ProcessError):
     """Raised when a distributed backend is unavailable or misconfigured."""
 
@@ -192,11 +158,25 @@ class ResourceLeakWarning(ResourceWarning):
     process left behind."""
 
 
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs a spawned child ~7 ms
+if TYPE_CHECKING:
+    from typing import Any
+
+_IN_FUTURES_ERRORS = frozenset({"BrokenProcessPool", "WorkerCrashedError"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _IN_FUTURES_ERRORS:
+        from . import _futures_errors
+
+        return getattr(_futures_errors, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def _publish() -> None:
     """Give every class its public home: pickle records ``__module__`` for the receiver."""
     for name in __all__:
         globals()[name].__module__ = "procly.errors"
-    _rebuild_worker_crashed.__module__ = "procly.errors"
 
 
 _publish()

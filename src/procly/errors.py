@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from ._errors import AuthenticationError as AuthenticationError
 from ._errors import BackendError as BackendError
-from ._errors import BrokenProcessPool as BrokenProcessPool
 from ._errors import BufferTooShort as BufferTooShort
 from ._errors import ContextAlreadySetError as ContextAlreadySetError
 from ._errors import FrameError as FrameError
@@ -18,9 +17,10 @@ from ._errors import SerializationError as SerializationError
 from ._errors import StartMethodError as StartMethodError
 from ._errors import TaskTimeoutError as TaskTimeoutError
 from ._errors import TimeoutError as TimeoutError
-from ._errors import WorkerCrashedError as WorkerCrashedError
 from ._errors import WorkerError as WorkerError
-from ._errors import _rebuild_worker_crashed as _rebuild_worker_crashed
+from ._futures_errors import BrokenProcessPool as BrokenProcessPool
+from ._futures_errors import WorkerCrashedError as WorkerCrashedError
+from ._futures_errors import _rebuild_worker_crashed as _rebuild_worker_crashed
 
 __all__ = (
     "AuthenticationError",
