@@ -59,13 +59,16 @@ def _is_zombie(pid: int) -> bool:
 def leftover_processes() -> dict[int, str]:
     """Descendants of this process that are not helper daemons: pid -> command line."""
     result: dict[int, str] = {}
-    pending = _children(os.getpid())
+    # (pid, whether its parent is a helper): a forked child of the forkserver inherits the
+    # server's command line, so only a helper whose parent is not a helper is exempt.
+    pending = [(pid, False) for pid in _children(os.getpid())]
     while pending:
-        pid = pending.pop()
+        pid, parent_is_helper = pending.pop()
         cmd = _cmdline(pid)
-        if not any(marker in cmd for marker in _HELPER_MARKERS):
-            result[pid] = cmd or "<zombie>" if _is_zombie(pid) else cmd
-        pending.extend(_children(pid))
+        is_helper = not parent_is_helper and any(marker in cmd for marker in _HELPER_MARKERS)
+        if not is_helper:
+            result[pid] = "<zombie>" if _is_zombie(pid) else cmd
+        pending.extend((child, is_helper) for child in _children(pid))
     return result
 
 
