@@ -6,6 +6,10 @@
 * one ``Lock`` contended by two processes, each doing ``with lock: pass`` in a loop: total
   pairs per second, timed from a common start signal to both processes finishing.
 
+Each case also runs the peer ``procly-pure``: procly's fallback implementation (named
+semaphores, what ``PROCLY_PURE=1`` or a build without the C extension gives), constructed
+explicitly, so the gain of the C path stays visible.
+
 Both contenders use their ``fork`` context so that process start-up stays out of the
 measurement.  The standard library is imported lazily, inside the runners only.
 """
@@ -34,16 +38,24 @@ def _module(name: str) -> Any:
     """procly or the standard library's multiprocessing (imported here, lazily)."""
     import importlib
 
-    return importlib.import_module("procly" if name == "procly" else "multiprocessing")
+    return importlib.import_module("multiprocessing" if name == "stdlib" else "procly")
 
 
-def _uncontended(module_name: str, kind: str, n: int) -> Callable[[], float]:
+def _make(who: str, ctx: Any, kind: str) -> Any:
+    """A new Lock/RLock of *who*: ``procly-pure`` is procly's fallback implementation."""
+    if who == "procly-pure":
+        from .._sync import _purelock
+
+        return getattr(_purelock, kind)(ctx=ctx)
+    return getattr(ctx, kind)()
+
+
+def _uncontended(who: str, kind: str, n: int) -> Callable[[], float]:
     made: list[Any] = []
 
     def run() -> float:
         if not made:
-            mod = _module(module_name)
-            made.append(getattr(mod.get_context("fork"), kind)())
+            made.append(_make(who, _module(who).get_context("fork"), kind))
         return _pairs(made[0], n)
 
     return run
@@ -57,10 +69,10 @@ def _contend(lock: Any, ready: Any, go: Any, n: int) -> None:
             pass
 
 
-def _contended(module_name: str, n: int) -> Callable[[], float]:
+def _contended(who: str, n: int) -> Callable[[], float]:
     def run() -> float:
-        ctx = _module(module_name).get_context("fork")
-        lock, ready, go = ctx.Lock(), ctx.Semaphore(0), ctx.Event()
+        ctx = _module(who).get_context("fork")
+        lock, ready, go = _make(who, ctx, "Lock"), ctx.Semaphore(0), ctx.Event()
         procs = [ctx.Process(target=_contend, args=(lock, ready, go, n)) for _ in range(2)]
         for p in procs:
             p.start()
@@ -78,6 +90,9 @@ def _contended(module_name: str, n: int) -> Callable[[], float]:
     return run
 
 
+_WHO = ("procly", "stdlib", "procly-pure")
+
+
 def cases(quick: bool) -> list[Case]:
     n = 50_000 if quick else 300_000
     m = 5_000 if quick else 30_000
@@ -87,20 +102,20 @@ def cases(quick: bool) -> list[Case]:
             "rate",
             "pairs/s",
             0.5,
-            {who: _uncontended(who, "Lock", n) for who in ("procly", "stdlib")},
+            {who: _uncontended(who, "Lock", n) for who in _WHO},
         ),
         Case(
             "RLock uncontended acquire+release",
             "rate",
             "pairs/s",
             None,
-            {who: _uncontended(who, "RLock", n) for who in ("procly", "stdlib")},
+            {who: _uncontended(who, "RLock", n) for who in _WHO},
         ),
         Case(
             "Lock contended by 2 processes",
             "rate",
             "pairs/s",
             None,
-            {who: _contended(who, m) for who in ("procly", "stdlib")},
+            {who: _contended(who, m) for who in _WHO},
         ),
     ]
