@@ -91,6 +91,7 @@ def test_native_is_the_default_when_built() -> None:
         assert type(getattr(procly.Lock(), name)).__name__ == "builtin_function_or_method"
 
 
+@pytest.mark.timeout(300)
 def test_sync_tests_pass_on_pure_path() -> None:
     """Every sync test again, in a pytest process where PROCLY_PURE=1 picks the pure locks."""
     if not _lock.NATIVE:
@@ -164,23 +165,37 @@ def test_rlock_ownership_in_c() -> None:
     assert rlock._holder_pid() == 0 and not rlock._is_mine()
 
 
+def _report_identity(path: str) -> None:
+    from procly._os import _native
+
+    Path(path).write_text(repr((_native.identity(), os.getpid(), IDENTITY.token)))
+
+
 @native
-def test_identity_handed_to_c_and_refreshed_after_fork() -> None:
+def test_identity_handed_to_c_and_refreshed_after_fork(tmp_path: Path) -> None:
     from procly._os import _native
 
     assert _native.identity() == (IDENTITY.pid, IDENTITY.token)
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: report what C believes, then leave at once
-        try:
-            os.write(w, repr((_native.identity(), os.getpid(), IDENTITY.token)).encode())
-        finally:
-            os._exit(0)
-    os.close(w)
-    with os.fdopen(r) as f:
-        seen, child_pid, child_token = eval(f.read())
-    os.waitpid(pid, 0)
-    assert seen == (child_pid, child_token) and child_pid == pid
+    out = tmp_path / "identity"
+    p = procly.get_context("fork").Process(target=_report_identity, args=(str(out),))
+    p.start()
+    p.join(30)
+    assert p.exitcode == 0
+    seen, child_pid, child_token = eval(out.read_text())
+    assert seen == (child_pid, child_token) and child_pid == p.pid
+    assert child_token != IDENTITY.token and child_token >> 22  # start time included
+
+
+def test_missing_extension_falls_back_to_pure_path() -> None:
+    code = (
+        "import sys; sys.modules['procly._os._native'] = None  # as if it were not built\n"
+        "from procly._sync import _fastlock, _lock, _purelock; import procly\n"
+        "assert not _fastlock.AVAILABLE and not _lock.NATIVE\n"
+        "lock = procly.Lock(); assert type(lock) is _purelock.Lock\n"
+        "with lock, procly.Condition(): pass\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
 
 
 # -- owner death, decided by C ----------------------------------------------------------------
@@ -310,3 +325,38 @@ def test_ctrl_c_interrupts_blocked_acquire() -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+# -- stress: mutual exclusion and no lost wake-up under heavy contention ----------------------
+
+
+def _hammer(lock: Any, counter: Any, n: int) -> None:
+    def work() -> None:
+        for _ in range(n):
+            with lock:
+                value = counter.value  # a read-modify-write that loses updates without the lock
+                counter.value = value + 1
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+@pytest.mark.parametrize("kind", ["Lock", "RLock"])
+def test_heavy_contention_threads_and_processes(kind: str) -> None:
+    ctx = procly.get_context("fork")
+    lock = getattr(ctx, kind)()
+    counter = ctx.RawValue("q", 0)
+    n = 20_000
+    procs = [ctx.Process(target=_hammer, args=(lock, counter, n)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    _hammer(lock, counter, n)  # a lost wake-up would hang here (test timeout)
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    assert counter.value == 3 * 2 * n
+    assert lock.acquire(False) is True
+    lock.release()
