@@ -87,11 +87,9 @@ static double monotonic(void) {
 }
 
 static int ready(SharedLock *s) {
-    if (s->state == NULL) {
+    if (s->state == NULL)
         PyErr_SetString(PyExc_ValueError, "lock is not attached to shared memory");
-        return 0;
-    }
-    return 1;
+    return s->state != NULL;
 }
 
 static inline uint32_t load_state(SharedLock *s) {
@@ -219,8 +217,8 @@ static int parse_acquire(PyObject *const *args, Py_ssize_t nargs, PyObject *kwna
         PyErr_Format(PyExc_TypeError, "acquire() takes at most 2 arguments (%zd given)", nargs);
         return -1;
     }
-    if (nargs > 0) b = args[0];
-    if (nargs > 1) t = args[1];
+    b = nargs > 0 ? args[0] : NULL;
+    t = nargs > 1 ? args[1] : NULL;
     Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
     for (Py_ssize_t i = 0; i < nkw; i++) {
         PyObject *name = PyTuple_GET_ITEM(kwnames, i), **dst;
@@ -285,9 +283,7 @@ static PyObject *lock_acquire(SharedLock *s, PyObject *const *args, Py_ssize_t n
 }
 
 static PyObject *lock_enter(SharedLock *s, PyObject *unused) {
-    if (!ready(s))
-        return NULL;
-    return do_acquire(s, 1, -1);
+    return ready(s) ? do_acquire(s, 1, -1) : NULL;
 }
 
 static PyObject *lock_release(SharedLock *s, PyObject *unused) {
@@ -317,9 +313,7 @@ static PyObject *lock_exit(SharedLock *s, PyObject *const *args, Py_ssize_t narg
 }
 
 static PyObject *lock_is_mine(SharedLock *s, PyObject *unused) {
-    if (!ready(s))
-        return NULL;
-    return PyBool_FromLong(is_mine(s, PyThread_get_thread_ident()));
+    return ready(s) ? PyBool_FromLong(is_mine(s, PyThread_get_thread_ident())) : NULL;
 }
 
 static PyObject *lock_release_save(SharedLock *s, PyObject *unused) {
@@ -332,10 +326,9 @@ static PyObject *lock_release_save(SharedLock *s, PyObject *unused) {
 }
 
 static PyObject *lock_holder(SharedLock *s, PyObject *unused) {
-    if (!ready(s))
-        return NULL;
-    return Py_BuildValue("(IL)", load_state(s) & PID_MASK,
-                         (long long)__atomic_load_n(s->repairs, __ATOMIC_RELAXED));
+    return ready(s) ? Py_BuildValue("(IL)", load_state(s) & PID_MASK,
+                                    (long long)__atomic_load_n(s->repairs, __ATOMIC_RELAXED))
+                    : NULL;
 }
 
 static int lock_init(SharedLock *s, PyObject *args, PyObject *kw) {
