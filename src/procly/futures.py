@@ -14,10 +14,10 @@ from concurrent.futures import Future as Future
 from concurrent.futures import as_completed as as_completed
 from concurrent.futures import wait as wait
 
-from ._errors import BrokenProcessPool as BrokenProcessPool
 from ._errors import TaskTimeoutError as TaskTimeoutError
-from ._errors import WorkerCrashedError as WorkerCrashedError
 from ._executor._executor import ProcessPoolExecutor as ProcessPoolExecutor
+from ._futures_errors import BrokenProcessPool as BrokenProcessPool
+from ._futures_errors import WorkerCrashedError as WorkerCrashedError
 
 __all__ = (
     "ALL_COMPLETED",

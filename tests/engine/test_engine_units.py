@@ -15,7 +15,6 @@ from procly._engine._channel import ChannelEnd, FrameReader, FrameWriter, channe
 from procly._engine._chunking import ChunkSizer, default_map_chunksize
 from procly._engine._messages import (
     MODE_MAP,
-    CallItem,
     InitFailed,
     ResultItem,
     Retiring,
@@ -35,8 +34,7 @@ from procly.errors import FrameError, RemoteTraceback, SerializationError
 @pytest.mark.parametrize(
     "msg",
     [
-        CallItem(1, 0, MODE_MAP, b"x"),
-        TaskBatch((b"f",), (CallItem(2, 0, 0, b"y"),)),
+        TaskBatch((b"f",), (1, 2), (0, 0), bytes([MODE_MAP, 0]), (b"x", b"y")),
         Shutdown(),
         ResultItem(3, True, [1, 2], 0.5),
         InitFailed(RemoteError(ValueError("boom"), "tb")),
@@ -51,9 +49,9 @@ def test_messages_roundtrip(msg: object) -> None:
 
 
 def test_messages_are_frozen() -> None:
-    item = CallItem(1, 0, 0, b"")
+    item = Retiring(1)
     with pytest.raises(AttributeError):
-        item.task_id = 2  # type: ignore[misc]
+        item.tasks_done = 2  # type: ignore[misc]
 
 
 # -- remote tracebacks -------------------------------------------------------------------

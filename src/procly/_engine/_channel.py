@@ -142,7 +142,7 @@ class FrameReader:
                 raise FrameError(f"frame declares {length} bytes, beyond the {MAX_FRAME} limit")
             start = pos + _HLEN
             if end - start >= length:
-                frames.append(bytes(buf[start : start + length]))
+                frames.append(buf[start : start + length])
                 pos = start + length
                 continue
             if length >= _BIG:

@@ -42,22 +42,25 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .._errors import (
-    BrokenProcessPool,
-    PoolClosedError,
-    SerializationError,
-    TaskTimeoutError,
-    WorkerCrashedError,
-)
+from .._errors import PoolClosedError, SerializationError, TaskTimeoutError
+from .._futures_errors import BrokenProcessPool, WorkerCrashedError
 from .._serial import _pickler
-from ._messages import MODE_CALL, CallItem, InitFailed, ResultItem, Retiring, Shutdown, TaskBatch
+from ._messages import (
+    MODE_CALL,
+    MODE_CALL_KW,
+    InitFailed,
+    ResultItem,
+    Retiring,
+    Shutdown,
+    TaskBatch,
+)
 from ._options import PoolOptions
 from ._remote_tb import RemoteError
 from ._supervisor import Launcher, Supervisor, WorkerSlot, describe_exit
 from ._tasks import Task
 from ._worker import WorkerSetup
 
-__all__ = ("Engine",)
+__all__ = ("Engine", "ResultWaiter")
 
 _RUN, _CLOSING, _TERMINATING, _BROKEN, _DONE = range(5)
 _POLLIN = select.POLLIN | select.POLLHUP | select.POLLERR
@@ -65,6 +68,44 @@ _POLLIN = select.POLLIN | select.POLLHUP | select.POLLERR
 _TARGET_QUEUE_S = 0.005
 _MAX_PER_WORKER = 1024
 _SHUTDOWN_FRAME = pickle.dumps(Shutdown(), pickle.HIGHEST_PROTOCOL)
+
+
+class ResultWaiter:
+    """Where callers wait for results that report through plain flags (``Pool`` results).
+
+    The dispatcher notifies once per round in which it delivered something, and only if
+    someone waits, instead of setting one :class:`threading.Event` per task (that costs
+    about 3 us a task).  A waiter checks its flag and waits under :attr:`cond`, and the
+    dispatcher sets flags before it notifies, so no wake-up is lost.
+    """
+
+    __slots__ = ("cond", "waiters")
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition(threading.Lock())
+        self.waiters = 0
+
+    def wait_for(self, ready: Callable[[], bool], timeout: float | None) -> bool:
+        """Wait until ``ready()`` or *timeout* seconds pass; returns ``ready()``."""
+        if ready():
+            return True
+        cond = self.cond
+        with cond:
+            self.waiters += 1
+            try:
+                if timeout is None:
+                    while not ready():
+                        cond.wait()
+                else:
+                    deadline = time.monotonic() + timeout
+                    while not ready():
+                        left = deadline - time.monotonic()
+                        if left <= 0:
+                            break
+                        cond.wait(left)
+            finally:
+                self.waiters -= 1
+        return ready()
 
 
 class _Registry:
@@ -119,6 +160,8 @@ class Engine:
         self._state = _RUN
         self._accepted = 0
         self._finished = 0  # dispatcher thread only
+        self._delivered = False  # dispatcher thread only: something to notify waiters of
+        self.waiter = ResultWaiter()
         self._sleeping = False
         self._signalled = False
         self._broken: BaseException | None = None
@@ -272,6 +315,8 @@ class Engine:
             self._reap_all()
             with self._lock:
                 self._state = _DONE
+            self._delivered = True
+            self._notify_done()
             for fd in (self._wake_r, self._wake_w):
                 os.close(fd)
 
@@ -330,6 +375,7 @@ class Engine:
                         self._flush(slot)
                 if not self._sup.slots and not self._dying:
                     return
+            self._notify_done()
             timeout = self._sup.wait_timeout()
             with lock:
                 if self._pending or self._cancels or self._state != state:
@@ -406,7 +452,10 @@ class Engine:
     def _send_batch(self, slot: WorkerSlot, batch: list[Task]) -> None:
         functions: list[bytes] = []
         index: dict[int, int] = {}
-        calls: list[CallItem] = []
+        ids: list[int] = []
+        fn_index: list[int] = []
+        modes = bytearray()
+        payloads: list[bytes] = []
         sent: list[Task] = []
         dumps = _pickler.dumps
         for task in batch:
@@ -418,28 +467,39 @@ class Engine:
             if not started:
                 self._finished += 1
                 continue
+            fn = task.fn
             try:
-                fi = index.get(id(task.fn))
+                fi = index.get(id(fn))
                 if fi is None:
-                    fi = index[id(task.fn)] = len(functions)
-                    functions.append(dumps(task.fn))
-                if task.mode == MODE_CALL:
-                    payload = dumps((task.args, task.kwargs or {}))
+                    blob = dumps(fn)
+                    fi = index[id(fn)] = len(functions)
+                    functions.append(blob)
+                mode = task.mode
+                if mode == MODE_CALL:
+                    if task.kwargs:
+                        mode = MODE_CALL_KW
+                        payload = dumps((task.args, task.kwargs))
+                    else:
+                        payload = dumps(task.args)
                 else:
                     payload = dumps(task.args)
             except SerializationError as exc:
-                if index.get(id(task.fn)) == len(functions):
-                    del index[id(task.fn)]
                 self._finish(task, False, exc)
                 continue
             except Exception as exc:  # pragma: no cover - dumps wraps pickling errors
                 self._finish(task, False, SerializationError(f"cannot serialize {task!r}: {exc}"))
                 continue
-            calls.append(CallItem(task.id, fi, task.mode, payload))
+            ids.append(task.id)
+            fn_index.append(fi)
+            modes.append(mode)
+            payloads.append(payload)
             sent.append(task)
         if not sent:
             return
-        frame = pickle.dumps(TaskBatch(tuple(functions), tuple(calls)), pickle.HIGHEST_PROTOCOL)
+        msg = TaskBatch(
+            tuple(functions), tuple(ids), tuple(fn_index), bytes(modes), tuple(payloads)
+        )
+        frame = pickle.dumps(msg, pickle.HIGHEST_PROTOCOL)
         head = self._sup.assign(slot, sent)
         slot.writer.queue(frame)
         self._flush(slot)
@@ -512,8 +572,17 @@ class Engine:
         elif type(msg) is Retiring:
             slot.tasks_left = 0
 
+    def _notify_done(self) -> None:
+        if self._delivered:
+            self._delivered = False
+            waiter = self.waiter
+            if waiter.waiters:
+                with waiter.cond:
+                    waiter.cond.notify_all()
+
     def _finish(self, task: Task, ok: bool, value: Any) -> None:
         self._finished += 1
+        self._delivered = True
         try:
             task.sink.task_done(task, ok, value)
         except BaseException:

@@ -10,7 +10,7 @@ Worker -> parent: :class:`ResultItem` (one per task, sent as soon as the task en
 crash is always attributed to the one task that was running), :class:`InitFailed`,
 :class:`Retiring`.
 
-Why one pickle per call inside a batch (``CallItem.payload``): the worker unpickles the
+Why one pickle per call inside a batch (``TaskBatch.payloads``): the worker unpickles the
 arguments of a call only right before running it, so a crash while unpickling them (a
 ``__setstate__`` that segfaults, say) is charged to that call and not to the whole batch.
 """
@@ -22,9 +22,9 @@ from typing import Any
 
 __all__ = (
     "MODE_CALL",
+    "MODE_CALL_KW",
     "MODE_MAP",
     "MODE_STARMAP",
-    "CallItem",
     "InitFailed",
     "ResultItem",
     "Retiring",
@@ -32,8 +32,10 @@ __all__ = (
     "TaskBatch",
 )
 
-#: ``fn(*args, **kwargs)``; the payload pickles ``(args, kwargs)``.
+#: ``fn(*args)``; the payload pickles ``args``.
 MODE_CALL = 0
+#: ``fn(*args, **kwargs)``; the payload pickles ``(args, kwargs)``.
+MODE_CALL_KW = 3
 #: ``[fn(x) for x in chunk]``; the payload pickles the chunk (a list).
 MODE_MAP = 1
 #: ``[fn(*x) for x in chunk]``; the payload pickles the chunk (a list of tuples).
@@ -41,35 +43,28 @@ MODE_STARMAP = 2
 
 
 @dataclass(frozen=True, slots=True)
-class CallItem:
-    """One task inside a :class:`TaskBatch`.
-
-    ``function`` indexes ``TaskBatch.functions``; ``payload`` is the pickled argument data
-    (see the ``MODE_*`` constants for its shape).
-    """
-
-    task_id: int
-    function: int
-    mode: int
-    payload: bytes
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (CallItem, (self.task_id, self.function, self.mode, self.payload))
-
-
-@dataclass(frozen=True, slots=True)
 class TaskBatch:
-    """Several tasks for one worker, run in order.
+    """Several tasks for one worker, run in order (columns, one entry per task).
 
-    ``functions`` are pickled callables, each sent once per batch however many calls use
-    it; a worker keeps a small cache of them keyed by these bytes.
+    ``functions`` are pickled callables, each sent once per batch however many tasks use
+    it (``fn_index`` says which); a worker keeps a small cache of them keyed by these
+    bytes.  ``modes`` holds one ``MODE_*`` byte per task and ``payloads`` the pickled
+    argument data (see the ``MODE_*`` constants for its shape).  Columns rather than one
+    object per task: a batch of a thousand tiny tasks then pickles and unpickles as a few
+    flat tuples.
     """
 
     functions: tuple[bytes, ...]
-    calls: tuple[CallItem, ...]
+    task_ids: tuple[int, ...]
+    fn_index: tuple[int, ...]
+    modes: bytes
+    payloads: tuple[bytes, ...]
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (TaskBatch, (self.functions, self.calls))
+        return (
+            TaskBatch,
+            (self.functions, self.task_ids, self.fn_index, self.modes, self.payloads),
+        )
 
 
 @dataclass(frozen=True, slots=True)

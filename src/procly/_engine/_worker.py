@@ -36,6 +36,7 @@ from .._serial import _pickler
 from ._channel import ChannelEnd, FrameReader, send_frame
 from ._messages import (
     MODE_CALL,
+    MODE_CALL_KW,
     MODE_MAP,
     InitFailed,
     ResultItem,
@@ -61,7 +62,14 @@ class WorkerSetup:
     close_fds: tuple[int, ...] = ()
 
 
+#: Return values the C pickler alone encodes exactly (no procly reducer could apply).
+_PLAIN = frozenset({int, float, str, bytes, bool, type(None), complex})
+
+
 def _send(sock: Any, msg: object) -> None:
+    if type(msg) is ResultItem and type(msg.value) in _PLAIN:
+        send_frame(sock, pickle.dumps(msg, pickle.HIGHEST_PROTOCOL))
+        return
     try:
         data = _pickler.dumps(msg)
     except Exception as exc:
@@ -75,6 +83,8 @@ def _send(sock: Any, msg: object) -> None:
 
 def _run(fn: Callable[..., Any], mode: int, payload: bytes) -> Any:
     if mode == MODE_CALL:
+        return fn(*pickle.loads(payload))
+    if mode == MODE_CALL_KW:
         args, kwargs = pickle.loads(payload)
         return fn(*args, **kwargs)
     chunk = pickle.loads(payload)
@@ -119,14 +129,19 @@ def _serve(sock: Any, setup: WorkerSetup) -> None:
             return
         if not isinstance(msg, TaskBatch):  # pragma: no cover - protocol error
             raise TypeError(f"unexpected message {msg!r}")
-        fns: list[Callable[..., Any] | BaseException | None] = [None] * len(msg.functions)
-        for call in msg.calls:
+        blobs = msg.functions
+        fns: list[Callable[..., Any] | BaseException | None] = [None] * len(blobs)
+        modes = msg.modes
+        payloads = msg.payloads
+        fn_index = msg.fn_index
+        for i, task_id in enumerate(msg.task_ids):
             t0 = clock()
             value: Any = None
             try:
-                fn = fns[call.function]
+                fi = fn_index[i]
+                fn = fns[fi]
                 if fn is None:
-                    blob = msg.functions[call.function]
+                    blob = blobs[fi]
                     fn = functions.get(blob)
                     if fn is None:
                         try:
@@ -137,14 +152,14 @@ def _serve(sock: Any, setup: WorkerSetup) -> None:
                             if len(functions) >= _FN_CACHE_MAX:
                                 functions.clear()
                             functions[blob] = fn
-                    fns[call.function] = fn
+                    fns[fi] = fn
                 if isinstance(fn, BaseException):
                     raise fn
-                value = _run(fn, call.mode, call.payload)
+                value = _run(fn, modes[i], payloads[i])
             except BaseException as exc:
-                result = ResultItem(call.task_id, False, capture(exc), clock() - t0)
+                result = ResultItem(task_id, False, capture(exc), clock() - t0)
             else:
-                result = ResultItem(call.task_id, True, value, clock() - t0)
+                result = ResultItem(task_id, True, value, clock() - t0)
             _send(sock, result)
             del result, value  # free a large result before the next call
             done += 1

@@ -142,7 +142,7 @@ class Pool:
         """
         engine = self._running_engine()
         timeout = check_timeout(timeout) if timeout is not None else engine.options.task_timeout
-        result: ApplyResult[Any] = ApplyResult(callback, error_callback)
+        result: ApplyResult[Any] = ApplyResult(engine.waiter, callback, error_callback)
         kw = dict(kwds) if kwds else None
         engine.submit_one(Task(func, tuple(args), kw, result, mode=MODE_CALL, timeout=timeout))
         return result
@@ -163,7 +163,9 @@ class Pool:
         if chunksize is None:
             chunksize = default_map_chunksize(len(items), self._processes)
         chunks = _chunks(items, chunksize)
-        result = MapResult(len(items), len(chunks), chunksize, callback, error_callback)
+        result = MapResult(
+            engine.waiter, len(items), len(chunks), chunksize, callback, error_callback
+        )
         timeout = engine.options.task_timeout
         engine.submit(
             Task(func, chunk, None, result, mode=mode, tag=i, size=len(chunk), timeout=timeout)

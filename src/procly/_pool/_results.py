@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
+from .._engine._dispatcher import ResultWaiter
 from .._engine._lazy import LazyMap
 from .._engine._tasks import Task
 from .._errors import TimeoutError as ProcTimeoutError
@@ -32,10 +33,12 @@ class ApplyResult(Generic[T]):
 
     def __init__(
         self,
+        waiter: ResultWaiter,
         callback: Callable[[Any], object] | None = None,
         error_callback: Callable[[BaseException], object] | None = None,
     ) -> None:
-        self._event = threading.Event()
+        self._waiter = waiter
+        self._ready = False
         self._callback = callback
         self._error_callback = error_callback
         self._ok = False
@@ -57,12 +60,12 @@ class ApplyResult(Generic[T]):
             elif not ok and self._error_callback is not None:
                 self._error_callback(value)
         finally:
-            self._event.set()
+            self._ready = True  # after the callbacks, as in the standard library
 
     # public API
     def ready(self) -> bool:
         """Whether the call has completed."""
-        return self._event.is_set()
+        return self._ready
 
     def successful(self) -> bool:
         """Whether the call completed without raising; :class:`ValueError` if not ready."""
@@ -72,11 +75,11 @@ class ApplyResult(Generic[T]):
 
     def wait(self, timeout: float | None = None) -> None:
         """Wait until the result is available or *timeout* seconds pass."""
-        self._event.wait(timeout)
+        self._waiter.wait_for(self.ready, timeout)
 
     def get(self, timeout: float | None = None) -> T:
         """The result; re-raises the task's exception; :class:`procly.TimeoutError` on timeout."""
-        if not self._event.wait(timeout):
+        if not self._ready and not self._waiter.wait_for(self.ready, timeout):
             raise ProcTimeoutError
         if self._ok:
             return self._value  # type: ignore[no-any-return]
@@ -93,13 +96,14 @@ class MapResult(ApplyResult[list[Any]]):
 
     def __init__(
         self,
+        waiter: ResultWaiter,
         n_items: int,
         n_chunks: int,
         chunksize: int,
         callback: Callable[[Any], object] | None = None,
         error_callback: Callable[[BaseException], object] | None = None,
     ) -> None:
-        super().__init__(callback, error_callback)
+        super().__init__(waiter, callback, error_callback)
         self._chunksize = chunksize
         self._items: list[Any] = [None] * n_items
         self._left = n_chunks

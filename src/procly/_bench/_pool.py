@@ -1,0 +1,188 @@
+"""Benchmarks of the worker pool (section ``pool``), 2 workers, ``fork`` for both contenders.
+
+* ``apply_async`` one trivial task at a time: procly ``Pool`` vs ``multiprocessing.Pool``
+  (target >= 5x);
+* ``submit`` one trivial task at a time: procly ``ProcessPoolExecutor`` vs
+  ``concurrent.futures.ProcessPoolExecutor`` (target >= 10x);
+* ``imap`` / ``imap_unordered`` with no chunksize vs the standard ``imap(chunksize=1)``
+  (its default; target >= 20x);
+* ``map`` of trivial calls with the default chunksize (target >= 1.0x);
+* pool start + one task + shutdown (time, target <= 1.0x).
+
+Pool start-up is outside the timed region except in the last case.  Every task is a real
+call of a module-level function in a worker, and every result is received and checked by
+the caller.  The standard library is imported lazily, inside the runners only.  Rates use
+the same number of items for both contenders.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ._harness import Case
+
+__all__ = ("cases",)
+
+WORKERS = 2
+
+
+def _inc(x: int) -> int:
+    return x + 1
+
+
+def _ctx(who: str) -> Any:
+    return importlib.import_module("procly" if who == "procly" else "multiprocessing").get_context(
+        "fork"
+    )
+
+
+def _check(results: list[Any], n: int) -> None:
+    if len(results) != n or results[0] != 1 or results[-1] != n:
+        raise RuntimeError("wrong results")
+
+
+def _apply_async(who: str, n: int) -> Callable[[], float]:
+    def run() -> float:
+        with _ctx(who).Pool(WORKERS) as pool:
+            pool.apply(_inc, (0,))  # warm
+            start = time.perf_counter()
+            handles = [pool.apply_async(_inc, (i,)) for i in range(n)]
+            results = [h.get() for h in handles]
+            elapsed = time.perf_counter() - start
+        _check(results, n)
+        return n / elapsed
+
+    return run
+
+
+def _executor(who: str) -> Any:
+    if who == "procly":
+        from procly.futures import ProcessPoolExecutor
+
+        return ProcessPoolExecutor(WORKERS, mp_context=_ctx(who))
+    from concurrent.futures import ProcessPoolExecutor as StdExecutor
+
+    return StdExecutor(WORKERS, mp_context=_ctx(who))
+
+
+def _submit(who: str, n: int) -> Callable[[], float]:
+    def run() -> float:
+        with _executor(who) as ex:
+            ex.submit(_inc, 0).result()  # warm
+            start = time.perf_counter()
+            futures = [ex.submit(_inc, i) for i in range(n)]
+            results = [f.result() for f in futures]
+            elapsed = time.perf_counter() - start
+        _check(results, n)
+        return n / elapsed
+
+    return run
+
+
+def _imap(who: str, n: int, unordered: bool) -> Callable[[], float]:
+    def run() -> float:
+        with _ctx(who).Pool(WORKERS) as pool:
+            pool.apply(_inc, (0,))
+            start = time.perf_counter()
+            method = pool.imap_unordered if unordered else pool.imap
+            # procly: no chunksize (adaptive); stdlib: its default, chunksize=1
+            results = list(method(_inc, range(n)))
+            elapsed = time.perf_counter() - start
+        if unordered:
+            results.sort()
+        _check(results, n)
+        return n / elapsed
+
+    return run
+
+
+def _map(who: str, n: int) -> Callable[[], float]:
+    def run() -> float:
+        with _ctx(who).Pool(WORKERS) as pool:
+            pool.apply(_inc, (0,))
+            start = time.perf_counter()
+            results = pool.map(_inc, range(n))
+            elapsed = time.perf_counter() - start
+        _check(results, n)
+        return n / elapsed
+
+    return run
+
+
+def _start_one_shutdown(who: str) -> Callable[[], float]:
+    def run() -> float:
+        start = time.perf_counter()
+        pool = _ctx(who).Pool(WORKERS)
+        if pool.apply(_inc, (1,)) != 2:
+            raise RuntimeError("wrong result")
+        pool.close()
+        pool.join()
+        return time.perf_counter() - start
+
+    return run
+
+
+def cases(quick: bool) -> list[Case]:
+    # The same number of items for both contenders in every case.
+    n_apply = 5_000 if quick else 10_000
+    n_submit = 3_000 if quick else 5_000
+    n_imap = 20_000 if quick else 30_000
+    return [
+        Case(
+            "apply_async one at a time (tasks/s)",
+            "rate",
+            "tasks/s",
+            5.0,
+            {
+                "procly": _apply_async("procly", n_apply),
+                "stdlib": _apply_async("stdlib", n_apply),
+            },
+        ),
+        Case(
+            "Executor.submit one at a time (tasks/s)",
+            "rate",
+            "tasks/s",
+            10.0,
+            {
+                "procly": _submit("procly", n_submit),
+                "stdlib": _submit("stdlib", n_submit),
+            },
+        ),
+        Case(
+            "imap, no chunksize (stdlib: chunksize=1)",
+            "rate",
+            "items/s",
+            20.0,
+            {
+                "procly": _imap("procly", n_imap, False),
+                "stdlib": _imap("stdlib", n_imap, False),
+            },
+        ),
+        Case(
+            "imap_unordered, no chunksize (stdlib: chunksize=1)",
+            "rate",
+            "items/s",
+            20.0,
+            {
+                "procly": _imap("procly", n_imap, True),
+                "stdlib": _imap("stdlib", n_imap, True),
+            },
+        ),
+        Case(
+            "map of 100,000 trivial calls",
+            "rate",
+            "items/s",
+            1.0,
+            {"procly": _map("procly", 100_000), "stdlib": _map("stdlib", 100_000)},
+        ),
+        Case(
+            "pool start + one task + shutdown (fork)",
+            "time",
+            "s",
+            1.0,
+            {"procly": _start_one_shutdown("procly"), "stdlib": _start_one_shutdown("stdlib")},
+        ),
+    ]
