@@ -73,8 +73,9 @@ _SEQ_OFF = 64  # three u32 futex words: not-empty, not-full, tasks-done
 _SEQ_NE, _SEQ_NF, _SEQ_TD = 0, 1, 2
 _H_OFF = 128  # u64 words:
 (_MAGIC, _CAP, _HEAD, _TAIL, _COUNT, _MAXSIZE, _WAIT_GET, _WAIT_PUT, _WAIT_JOIN, _UNFINISHED,
- _WRAP_AT, _J_MASK, _J_TAIL, _J_CAP, _J_UNF, _OWNER_PID) = range(16)
-_H_WORDS = 16
+ _WRAP_AT, _J_MASK, _J_TAIL, _J_CAP, _J_UNF, _OWNER_PID, _PEND_GET, _PEND_PUT,
+ _PEND_TD) = range(19)
+_H_WORDS = 24
 _M_TAIL, _M_CAP, _M_UNF = 1, 2, 4  # journal mask bits
 _PENDING_OFF = 1024
 _PENDING_SLOTS = 48
@@ -213,6 +214,7 @@ class Ring:
             if mask & _M_UNF:
                 h[_UNFINISHED] = h[_J_UNF]
             h[_J_MASK] = 0
+        h[_PEND_GET] = h[_PEND_PUT] = h[_PEND_TD] = 0
         h[_COUNT] = self._walk(lambda kind, payload: None)
         self._reap_pending(only_dead=True)
         for i in (_SEQ_NE, _SEQ_NF, _SEQ_TD):  # whoever the dead owner was to wake: wake all
@@ -286,12 +288,13 @@ class Ring:
 
     # -- waiting ---------------------------------------------------------------------------
 
-    def _wait(self, seq: int, counter: int, deadline: float | None, watch: int) -> bool:
+    def _wait(self, seq: int, counter: int, pend: int, deadline: float | None, watch: int) -> bool:
         """Sleep until woken on *seq* (lock held on entry and exit); False once past *deadline*.
 
         Spins briefly first, without the lock, for header word *watch* to change: on a
         busy queue the other side usually acts within microseconds, and a futex sleep plus
-        wake costs both sides a system call and a context switch.
+        wake costs both sides a system call and a context switch.  Once awake, clears the
+        *pend* flag (see :meth:`_signal`) so that the next event wakes someone again.
         """
         h = self._h
         observed = h[watch]
@@ -318,7 +321,23 @@ class Ring:
             self._acquire()
             if h[counter]:
                 h[counter] -= 1
+            h[pend] = 0
         return True
+
+    def _signal(self, seq: int, counter: int, pend: int) -> int:
+        """Bump *seq* if someone sleeps on it and no wake is already on its way; return how
+        many sleep (0: no wake needed).  Lock held.
+
+        Without the *pend* flag a producer would pay a futex system call on every put
+        between waking a consumer and that consumer running again.
+        """
+        h = self._h
+        waiters = h[counter]
+        if not waiters or h[pend]:
+            return 0
+        h[pend] = 1
+        self._seq[seq] = (self._seq[seq] + 1) & _U32
+        return int(waiters)
 
     def _bump(self, seq: int) -> None:
         self._seq[seq] = (self._seq[seq] + 1) & _U32
@@ -338,7 +357,7 @@ class Ring:
                     off = self._reserve(need)
             if off >= 0:
                 return off
-            if not block or not self._wait(_SEQ_NF, _WAIT_PUT, deadline, _HEAD):
+            if not block or not self._wait(_SEQ_NF, _WAIT_PUT, _PEND_PUT, deadline, _HEAD):
                 return -1
 
     def _commit_put(self, end: int, n: int, joinable: bool) -> int:
@@ -354,10 +373,7 @@ class Ring:
         else:
             h[_TAIL] = end  # the commit
         h[_COUNT] += n
-        waiters = int(h[_WAIT_GET])
-        if waiters:
-            self._bump(_SEQ_NE)
-        return waiters
+        return self._signal(_SEQ_NE, _WAIT_GET, _PEND_GET)
 
     def put_one(self, payload: bytes, kind: int, deadline: float | None, block: bool, joinable: bool) -> bool:
         """Append one record; False if there was no room in time (see :meth:`put`)."""
@@ -455,10 +471,7 @@ class Ring:
             taken += 1
         h[_HEAD] = pos  # the commit: these records are ours now
         h[_COUNT] -= taken
-        waiters = int(h[_WAIT_PUT])
-        if waiters:
-            self._bump(_SEQ_NF)
-        return out, waiters
+        return out, self._signal(_SEQ_NF, _WAIT_PUT, _PEND_PUT)
 
     def get(
         self,
@@ -474,15 +487,23 @@ class Ring:
         returned -- a None from it means the item is gone and is skipped.
         """
         h, mutex = self._h, self._mutex
+        if block and h[_HEAD] == h[_TAIL]:
+            # Empty: poll without the lock first, so that an idle consumer does not make
+            # the producer's lock acquisitions contend (a racy read; rechecked under lock).
+            for _ in range(_SPIN):
+                if h[_HEAD] != h[_TAIL]:
+                    break
         rc = _trylock_c(mutex)
         if rc and _lock_slow(mutex, rc):
             self._recover()
+        woken = False
         try:
             while True:
                 pos = h[_HEAD]
                 if pos == h[_TAIL]:
-                    if not block or not self._wait(_SEQ_NE, _WAIT_GET, deadline, _TAIL):
+                    if not block or not self._wait(_SEQ_NE, _WAIT_GET, _PEND_GET, deadline, _TAIL):
                         return None
+                    woken = True
                     continue
                 word = self._dq[pos >> 3]
                 if max_items == 1 and word >> 32 == INLINE:  # the common case, inlined
@@ -491,17 +512,20 @@ class Ring:
                     out = [(INLINE, self._mm[start : start + length])]
                     h[_HEAD] = pos + 8 + ((length + 7) & ~7)
                     h[_COUNT] -= 1
-                    waiters = int(h[_WAIT_PUT])
-                    if waiters:
-                        self._bump(_SEQ_NF)
+                    waiters = self._signal(_SEQ_NF, _WAIT_PUT, _PEND_PUT)
                     break
                 out, waiters = self._take(max_items, take_external)
                 if out:
                     break
+            # A woken getter that leaves items behind passes the wake on to the next
+            # sleeper (producers do not wake while a wake is pending).
+            chain = woken and h[_HEAD] != h[_TAIL] and self._signal(_SEQ_NE, _WAIT_GET, _PEND_GET)
         finally:
             _unlock_c(mutex)
         if waiters:
             _native.futex_wake(self._seq_addr + 4 * _SEQ_NF, 1 << 30)
+        if chain:
+            _native.futex_wake(self._seq_addr + 4 * _SEQ_NE, 1)
         return out
 
     # -- JoinableQueue -------------------------------------------------------------------------
@@ -530,7 +554,7 @@ class Ring:
         self._acquire()
         try:
             while h[_UNFINISHED]:
-                if not self._wait(_SEQ_TD, _WAIT_JOIN, deadline, _UNFINISHED):
+                if not self._wait(_SEQ_TD, _WAIT_JOIN, _PEND_TD, deadline, _UNFINISHED):
                     return False
             return True
         finally:
