@@ -9,6 +9,7 @@ from ._pool._results import AsyncResult as AsyncResult
 from ._pool._results import IMapIterator as IMapIterator
 from ._pool._results import IMapUnorderedIterator as IMapUnorderedIterator
 from ._pool._results import MapResult as MapResult
+from ._pool._threadpool import ThreadPool as ThreadPool
 
 __all__ = (
     "ApplyResult",
@@ -17,5 +18,6 @@ __all__ = (
     "IMapUnorderedIterator",
     "MapResult",
     "Pool",
+    "ThreadPool",
     "TimeoutError",
 )

@@ -208,7 +208,7 @@ class Engine:
     def broken(self) -> BaseException | None:
         return self._broken
 
-    def _closed_error(self) -> BaseException:
+    def closed_error(self) -> BaseException:
         if self._broken is not None:
             err = BrokenProcessPool(str(self._broken))
             err.__cause__ = self._broken.__cause__
@@ -227,7 +227,7 @@ class Engine:
         """Queue *tasks*; their outcomes arrive through their sinks."""
         with self._lock:
             if self._state != _RUN:
-                raise self._closed_error()
+                raise self.closed_error()
             before = len(self._pending)
             self._pending.extend(tasks)
             self._accepted += len(self._pending) - before
@@ -241,7 +241,7 @@ class Engine:
         """
         with self._lock:
             if self._state != _RUN and not (from_source and self._state == _CLOSING):
-                raise self._closed_error()
+                raise self.closed_error()
             self._pending.append(task)
             self._accepted += 1
             if self._sleeping and not self._signalled:
@@ -251,7 +251,7 @@ class Engine:
         """Register a lazy map that will feed tasks; :meth:`close` waits for it to end."""
         with self._lock:
             if self._state != _RUN:
-                raise self._closed_error()
+                raise self.closed_error()
             self._sources += 1
 
     def remove_source(self) -> None:

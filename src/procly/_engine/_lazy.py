@@ -30,8 +30,7 @@ from typing import Any
 
 from .._errors import TimeoutError as ProcTimeoutError
 from ._chunking import ChunkSizer
-from ._dispatcher import Engine
-from ._tasks import Task
+from ._tasks import EngineLike, Task
 
 __all__ = ("LazyMap",)
 
@@ -48,7 +47,7 @@ class LazyMap:
 
     def __init__(
         self,
-        engine: Engine,
+        engine: EngineLike,
         fn: Callable[..., Any],
         iterable: Any,
         *,

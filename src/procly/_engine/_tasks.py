@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from ._messages import MODE_CALL
 
-__all__ = ("Task", "TaskSink")
+__all__ = ("EngineLike", "Task", "TaskSink")
 
 
 class TaskSink(Protocol):
@@ -83,3 +83,38 @@ class Task:
     def __repr__(self) -> str:
         name = getattr(self.fn, "__qualname__", None) or repr(self.fn)
         return f"<Task {self.id} {name}>"
+
+
+class EngineLike(Protocol):
+    """What ``Pool`` and the lazy maps need of an engine (the process engine, or the
+    thread engine behind ``ThreadPool``)."""
+
+    @property
+    def options(self) -> Any: ...
+
+    @property
+    def waiter(self) -> Any: ...
+
+    @property
+    def running(self) -> bool: ...
+
+    @property
+    def broken(self) -> BaseException | None: ...
+
+    def closed_error(self) -> BaseException: ...
+
+    def submit(self, tasks: Any) -> None: ...
+
+    def submit_one(self, task: Task, *, from_source: bool = False) -> None: ...
+
+    def add_source(self) -> None: ...
+
+    def remove_source(self) -> None: ...
+
+    def cancel(self, task: Task) -> None: ...
+
+    def close(self) -> None: ...
+
+    def terminate(self) -> None: ...
+
+    def join(self, timeout: float | None = None) -> bool: ...

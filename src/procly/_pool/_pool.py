@@ -26,7 +26,7 @@ from .._engine._launcher import ProcessLauncher
 from .._engine._lazy import LazyMap
 from .._engine._messages import MODE_CALL, MODE_MAP, MODE_STARMAP
 from .._engine._options import PoolOptions, check_timeout
-from .._engine._tasks import Task
+from .._engine._tasks import EngineLike, Task
 from .._errors import PoolClosedError
 from ._results import ApplyResult, IMapIterator, IMapUnorderedIterator, MapResult
 
@@ -74,7 +74,7 @@ class Pool:
         *,
         task_timeout: float | None = None,
     ) -> None:
-        self._engine: Engine | None = None
+        self._engine: EngineLike | None = None
         if context is None:
             context = _default_context()
         self._ctx = context
@@ -90,15 +90,18 @@ class Pool:
             start_method=method,
         )
         self._processes = options.processes
-        self._engine = Engine(options, ProcessLauncher(context, "procly-pool-worker"))
         self._closed = False
+        self._engine = self._make_engine(options)
+
+    def _make_engine(self, options: PoolOptions) -> EngineLike:
+        return Engine(options, ProcessLauncher(options.context, "procly-pool-worker"))
 
     # -- helpers ---------------------------------------------------------------------------
-    def _running_engine(self) -> Engine:
+    def _running_engine(self) -> EngineLike:
         engine = self._engine
         if engine is None or self._closed or not engine.running:
             if engine is not None and engine.broken is not None and not self._closed:
-                raise engine._closed_error()  # BrokenProcessPool, with the cause
+                raise engine.closed_error()  # BrokenProcessPool, with the cause
             raise PoolClosedError("Pool not running")
         return engine
 
