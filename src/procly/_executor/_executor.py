@@ -137,7 +137,7 @@ class ProcessPoolExecutor(cf.Executor):
         engine = self._engine
         assert engine is not None
         if engine.broken is not None:
-            raise engine._closed_error()
+            raise engine.closed_error()
         fut: EngineFuture[T] = EngineFuture()
         task = Task(fn, args, kwargs or None, fut, mode=MODE_CALL, timeout=timeout)
         fut._engine = engine
@@ -194,7 +194,7 @@ class ProcessPoolExecutor(cf.Executor):
         engine = self._engine
         assert engine is not None
         if engine.broken is not None:
-            raise engine._closed_error()
+            raise engine.closed_error()
         end = None if timeout is None else time.monotonic() + timeout
         try:
             lazy = LazyMap(
