@@ -274,8 +274,27 @@ def test_big_items_single_process() -> None:
     assert q.get() == big_str
     rest = q.get_many()
     assert np.array_equal(rest[0], arr[::2]) and rest[1] == 7
-    items = [n for n in os.listdir("/dev/shm") if "-i-" in n and n.startswith(_prefix())]
-    assert items == []  # taken items have no name any more
+
+def _item_segments() -> set[str]:
+    return {n for n in os.listdir("/dev/shm") if "-i-" in n and n.startswith(_prefix())}
+
+
+def test_big_item_segments_are_recycled() -> None:
+    q = Queue()
+    arr = np.arange(1 << 18, dtype=np.int64)  # 2 MiB
+    q.put(arr)
+    received = q.get()
+    held = _item_segments()
+    assert len(held) == 1  # named while the received array maps it
+    del received
+    gc.collect()
+    assert _item_segments() == held  # kept as a spare...
+    q.put(arr + 1)
+    assert _item_segments() == held  # ...and refilled instead of a fresh segment
+    again = q.get()
+    assert np.array_equal(again, arr + 1)
+    other = q._ring._table.take_spare(1 << 21)
+    assert other is None  # the spare is in use again
 
 
 def _prefix() -> str:

@@ -11,8 +11,10 @@ receiving side, and its memory returns to the system when the array is garbage-c
 
 Lifetimes (who unlinks a name):
 
-* the consumer that takes the descriptor, while it holds the queue's lock (see
-  :mod:`procly._queues._ring`), so a consumer killed at any moment leaks nothing;
+* the consumer that takes the descriptor records itself as the segment's holder while it
+  holds the queue's lock; once the received object is garbage-collected the segment is
+  recycled for a later big put or unlinked (see :mod:`._segments`), and a consumer killed
+  at any moment is noticed by pid and its segments unlinked;
 * a producer whose ``put`` fails (timeout, full) unlinks its own segment;
 * a producer killed between creating the segment and publishing it: its name sits in the
   queue's *pending* table with its pid, and the next process that finds the pid dead (lock
@@ -25,12 +27,13 @@ from __future__ import annotations
 import mmap
 import os
 import pickle
-from collections.abc import Sequence
+import weakref
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import posix_ipc
 
-__all__ = ("Opened", "load", "open_segment", "unlink", "unlink_payload", "write")
+__all__ = ("Opened", "layout_size", "load", "open_segment", "unlink", "unlink_payload", "write")
 
 #: Buffers start at multiples of this inside a segment (NumPy's preferred alignment).
 ALIGN = 64
@@ -75,11 +78,22 @@ def _write_all(fd: int, pieces: list[Any]) -> None:
                 written = 0
 
 
-def write(name: str, stream: bytes, buffers: Sequence[memoryview]) -> bytes:
-    """Create segment *name* holding *stream* and *buffers*; return the descriptor payload.
+def layout_size(stream: bytes, buffers: Sequence[memoryview]) -> int:
+    """Bytes a segment needs for *stream* and *buffers* (what :func:`write` will use)."""
+    offset = len(stream)
+    for buf in buffers:
+        offset += (-offset) % ALIGN + buf.nbytes
+    return offset
 
-    Raises :class:`OSError` (``ENOSPC`` when ``/dev/shm`` is full); the segment is then
-    unlinked again.
+
+def write(
+    name: str, stream: bytes, buffers: Sequence[memoryview], capacity: int | None = None
+) -> bytes:
+    """Fill segment *name* with *stream* and *buffers*; return the descriptor payload.
+
+    With *capacity* None the segment is created; otherwise it is an existing (spare)
+    segment of that many bytes, refilled in place.  Raises :class:`OSError` (``ENOSPC``
+    when ``/dev/shm`` is full); the segment is then unlinked.
     """
     pieces: list[Any] = [stream]
     spans: list[tuple[int, int]] = []
@@ -92,7 +106,13 @@ def write(name: str, stream: bytes, buffers: Sequence[memoryview]) -> bytes:
         spans.append((offset, buf.nbytes))
         pieces.append(buf)
         offset += buf.nbytes
-    shm = posix_ipc.SharedMemory(_path(name), posix_ipc.O_CREX, mode=0o600, size=0)
+    try:
+        if capacity is None:
+            shm = posix_ipc.SharedMemory(_path(name), posix_ipc.O_CREX, mode=0o600, size=0)
+        else:
+            shm = posix_ipc.SharedMemory(_path(name))
+    except posix_ipc.ExistentialError as exc:
+        raise FileExistsError(f"big-item segment {name!r}: {exc}") from None
     try:
         _write_all(shm.fd, pieces)
     except BaseException:
@@ -100,24 +120,41 @@ def write(name: str, stream: bytes, buffers: Sequence[memoryview]) -> bytes:
         raise
     finally:
         shm.close_fd()
-    return pickle.dumps((name, offset, len(stream), spans), pickle.HIGHEST_PROTOCOL)
+    capacity = max(offset, capacity or 0)
+    return pickle.dumps((name, offset, len(stream), spans, capacity), pickle.HIGHEST_PROTOCOL)
 
 
 class Opened:
-    """A taken big item: an open descriptor of its (already unlinked) segment."""
+    """A taken big item: an open descriptor of its segment.
 
-    __slots__ = ("fd", "size", "spans", "stream_len")
+    ``on_release`` (set by the queue when it may recycle the segment) is called once the
+    unpickled object no longer maps the segment; otherwise the name was already unlinked.
+    """
 
-    def __init__(self, fd: int, size: int, stream_len: int, spans: list[tuple[int, int]]) -> None:
+    __slots__ = ("capacity", "fd", "name", "on_release", "size", "spans", "stream_len")
+
+    def __init__(
+        self, name: str, fd: int, size: int, stream_len: int, spans: list[tuple[int, int]], capacity: int
+    ) -> None:
+        self.name = name
         self.fd = fd
         self.size = size
         self.stream_len = stream_len
         self.spans = spans
+        self.capacity = capacity
+        self.on_release: Callable[[], None] | None = None
 
     def close(self) -> None:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+    def discard(self) -> None:
+        """Give the item up without loading it (its segment is released at once)."""
+        self.close()
+        if self.on_release is not None:
+            self.on_release()
+            self.on_release = None
 
 
 def unlink_payload(payload: bytes | bytearray | memoryview) -> None:
@@ -126,28 +163,33 @@ def unlink_payload(payload: bytes | bytearray | memoryview) -> None:
 
 
 def open_segment(payload: bytes | bytearray | memoryview) -> Opened | None:
-    """Open and unlink the segment described by *payload*; None if it is gone already.
+    """Open the segment described by *payload*; None if it is gone already.
 
-    Called under the queue's lock, before the record is consumed: afterwards the open
-    descriptor is the only thing keeping the memory, so nothing can leak.
+    Called under the queue's lock, before the record is consumed; the caller then either
+    unlinks the name at once or records that this process holds it (so nothing can leak).
     """
-    name, size, stream_len, spans = pickle.loads(payload)
+    name, size, stream_len, spans, capacity = pickle.loads(payload)
     try:
         shm = posix_ipc.SharedMemory(_path(name))
     except posix_ipc.ExistentialError:
-        return None  # a consumer died after unlinking it: the item went with it
-    unlink(name)
+        return None  # a consumer died after taking it: the item went with it
     fd = os.dup(shm.fd)
     shm.close_fd()
-    return Opened(fd, size, stream_len, spans)
+    return Opened(name, fd, size, stream_len, spans, capacity)
 
 
 def load(opened: Opened) -> Any:
     """Map a taken item and unpickle it; large buffers stay in the mapping (no copy)."""
     try:
         mm = mmap.mmap(opened.fd, opened.size)
+    except BaseException:
+        if opened.on_release is not None:
+            opened.on_release()
+        raise
     finally:
         opened.close()
+    if opened.on_release is not None:
+        weakref.finalize(mm, opened.on_release)
     view = memoryview(mm)
     buffers = [view[off : off + length] for off, length in opened.spans]
     return pickle.loads(view[: opened.stream_len], buffers=buffers)

@@ -34,6 +34,7 @@ __all__ = (
     "futex_wake",
     "lock",
     "lock_slow",
+    "make_consistent",
     "mutex_init",
     "raw_functions",
     "unlock",
@@ -144,6 +145,11 @@ def lock_slow(address: ctypes.c_void_p, rc: int) -> bool:
         _check(_LIBC.consistent(address), "pthread_mutex_consistent")
         return True
     raise OSError(rc, f"pthread_mutex_lock: {os.strerror(rc)}")
+
+
+def make_consistent(address: ctypes.c_void_p) -> None:
+    """After a ``trylock`` returned ``EOWNERDEAD``: mark the mutex usable again."""
+    _check(_LIBC.consistent(address), "pthread_mutex_consistent")
 
 
 def unlock(address: ctypes.c_void_p) -> None:

@@ -25,6 +25,7 @@ Processes and threads involved (compare the standard library's feeder thread + p
 
 from __future__ import annotations
 
+import functools
 import os
 import pickle
 import time
@@ -38,6 +39,7 @@ from .._proc._spawning import assert_spawning
 from .._serial._pickler import dumps_oob, loads
 from . import _external
 from ._ring import EXTERNAL, INLINE, Ring
+from ._segments import fork_generation
 
 __all__ = ("INLINE_MAX", "JoinableQueue", "Queue", "SimpleQueue")
 
@@ -73,7 +75,7 @@ def _load_all(records: list[tuple[int, Any]]) -> list[Any]:
     finally:
         for kind, value in records[len(out) :]:  # an unpickling error: release the rest
             if kind == EXTERNAL:
-                value.close()
+                value.discard()
     return out
 
 
@@ -101,13 +103,50 @@ class _RingQueue:
 
     # -- putting ---------------------------------------------------------------------------
 
-    def _put_big(self, stream: bytes, buffers: list[memoryview], block: bool, timeout: float | None) -> None:
+    def _write_big(self, stream: bytes, buffers: list[memoryview]) -> tuple[str, int, bytes]:
+        """Put a big item into a segment (a spare one if it fits): ``(name, slot, payload)``.
+
+        The segment is pending for this process until the descriptor is published.
+        """
         ring = self._ring
+        spare = ring.take_spare(_external.layout_size(stream, buffers))
+        if spare is not None:
+            name, capacity, slot = spare
+            try:
+                return name, slot, _external.write(name, stream, buffers, capacity)
+            except FileExistsError:  # the spare vanished (queue being destroyed)
+                ring.release_pending(slot)
+            except BaseException:
+                ring.release_pending(slot)
+                raise
         name = new_name("i")
         slot = ring.add_pending(name)
+        try:
+            return name, slot, _external.write(name, stream, buffers)
+        except BaseException:
+            ring.release_pending(slot)
+            raise
+
+    def _take_big(self, payload: memoryview) -> _external.Opened | None:
+        """Take a big item's segment (called under the queue lock by the ring)."""
+        opened = _external.open_segment(payload)
+        if opened is None:
+            return None
+        ring = self._ring
+        slot = ring.lend_locked(opened.name)
+        if slot < 0:  # no room to record that we hold it: unlink now, no recycling
+            _external.unlink(opened.name)
+        else:
+            opened.on_release = functools.partial(
+                ring.give_back, opened.name, opened.capacity, slot, fork_generation()
+            )
+        return opened
+
+    def _put_big(self, stream: bytes, buffers: list[memoryview], block: bool, timeout: float | None) -> None:
+        ring = self._ring
+        name, slot, payload = self._write_big(stream, buffers)
         published = False
         try:
-            payload = _external.write(name, stream, buffers)
             published = ring.put(
                 (payload,), (EXTERNAL,), _deadline(block, timeout), block, self._joinable,
                 lambda: ring.clear_pending(slot),
@@ -151,9 +190,9 @@ class _RingQueue:
             for obj in objs:
                 stream, buffers = dumps_oob(obj)
                 if buffers or len(stream) > INLINE_MAX:
-                    name = new_name("i")
-                    big.append((name, ring.add_pending(name)))
-                    payloads.append(_external.write(name, stream, buffers))
+                    name, slot, payload = self._write_big(stream, buffers)
+                    big.append((name, slot))
+                    payloads.append(payload)
                     kinds.append(EXTERNAL)
                 else:
                     payloads.append(stream)
@@ -181,7 +220,7 @@ class _RingQueue:
         if self._closed:
             raise self._closed_error()
         deadline = None if timeout is None or not block else _deadline(block, timeout)
-        records = self._ring.get(1, deadline, block, _external.open_segment)
+        records = self._ring.get(1, deadline, block, self._take_big)
         if records is None:
             raise Empty
         kind, value = records[0]
@@ -194,7 +233,7 @@ class _RingQueue:
             max_items = 1 << 62
         elif isinstance(max_items, bool) or not isinstance(max_items, int) or max_items < 1:
             raise ValueError(f"max_items must be a positive int, not {max_items!r}")
-        records = self._ring.get(max_items, _deadline(block, timeout), block, _external.open_segment)
+        records = self._ring.get(max_items, _deadline(block, timeout), block, self._take_big)
         if records is None:
             raise Empty
         return _load_all(records)

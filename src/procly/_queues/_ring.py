@@ -54,9 +54,9 @@ why a ``Queue(maxsize=0)`` never blocks, like the standard library's.
 from __future__ import annotations
 
 import ctypes
+import errno
 import mmap
 import os
-import struct
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -64,7 +64,7 @@ from typing import Any
 import posix_ipc
 
 from .._os._names import new_name
-from . import _external, _native
+from . import _external, _native, _segments
 
 __all__ = ("EXTERNAL", "INLINE", "Ring")
 
@@ -74,12 +74,10 @@ _SEQ_NE, _SEQ_NF, _SEQ_TD = 0, 1, 2
 _H_OFF = 128  # u64 words:
 (_MAGIC, _CAP, _HEAD, _TAIL, _COUNT, _MAXSIZE, _WAIT_GET, _WAIT_PUT, _WAIT_JOIN, _UNFINISHED,
  _WRAP_AT, _J_MASK, _J_TAIL, _J_CAP, _J_UNF, _OWNER_PID, _PEND_GET, _PEND_PUT,
- _PEND_TD) = range(19)
+ _PEND_TD, _DESTROYED) = range(20)
 _H_WORDS = 24
 _M_TAIL, _M_CAP, _M_UNF = 1, 2, 4  # journal mask bits
-_PENDING_OFF = 1024
-_PENDING_SLOTS = 48
-_PENDING_SIZE = 48  # u64 pid + 40 bytes of NUL-padded name
+# bytes 1024..4095: the big-item tables (see _segments)
 _DATA_OFF = 4096
 
 _MAGIC_VALUE = 0x70726F636C79_5131  # "procly" "Q1"
@@ -106,21 +104,6 @@ def _record_size(length: int) -> int:
     return 8 + ((length + 7) & ~7)
 
 
-def _pid_dead(pid: int) -> bool:
-    """Whether *pid* has exited (a zombie counts as dead)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] == b"Z"
-    except (OSError, IndexError):
-        return False
-
-
 class Ring:
     """One attachment of this process to a queue's shared segment.
 
@@ -129,8 +112,8 @@ class Ring:
     callers' ``on_full`` / ``on_empty`` exception factories.
     """
 
-    __slots__ = ("__weakref__", "_anchor", "_data", "_dq", "_h", "_maxsize", "_mm", "_mutex",
-                 "_seq", "_seq_addr", "name")
+    __slots__ = ("__weakref__", "_anchor", "_data", "_deferred", "_dq", "_h", "_maxsize", "_mm",
+                 "_mutex", "_seq", "_seq_addr", "_table", "name")
 
     def __init__(self, name: str, mm: mmap.mmap) -> None:
         self.name = name
@@ -145,6 +128,9 @@ class Ring:
         self._data = view[_DATA_OFF:]
         self._dq = self._data.cast("Q")
         self._maxsize = 0  # immutable once created; cached by create/attach
+        self._table = _segments.SegmentTable(view)
+        # segments given back while the lock could not be taken (see give_back)
+        self._deferred: list[tuple[str, int, int, int]] = []
 
     # -- creation ------------------------------------------------------------------------
 
@@ -216,7 +202,7 @@ class Ring:
             h[_J_MASK] = 0
         h[_PEND_GET] = h[_PEND_PUT] = h[_PEND_TD] = 0
         h[_COUNT] = self._walk(lambda kind, payload: None)
-        self._reap_pending(only_dead=True)
+        self._table.reap_pending(only_dead=True)
         for i in (_SEQ_NE, _SEQ_NF, _SEQ_TD):  # whoever the dead owner was to wake: wake all
             self._seq[i] = (self._seq[i] + 1) & _U32
             _native.futex_wake(self._seq_addr + 4 * i, 1 << 30)
@@ -563,45 +549,84 @@ class Ring:
     # -- big items: the pending table ------------------------------------------------------------
 
     def add_pending(self, name: str) -> int:
-        """Record that this process is about to create segment *name*; return the slot or -1."""
-        raw = name.encode("ascii")[: _PENDING_SIZE - 9]
-        mm = self._mm
+        """Record that this process is about to create segment *name*; the slot or -1."""
         self._acquire()
         try:
-            for slot in range(_PENDING_SLOTS):
-                off = _PENDING_OFF + slot * _PENDING_SIZE
-                if struct.unpack_from("<Q", mm, off)[0] == 0:
-                    mm[off + 8 : off + _PENDING_SIZE] = raw.ljust(_PENDING_SIZE - 8, b"\0")
-                    struct.pack_into("<Q", mm, off, os.getpid())
-                    return slot
-            return -1
+            self._table.reap_pending(only_dead=True)
+            return self._table.add_pending(name)
         finally:
             _unlock(self._mutex)
 
     def clear_pending(self, slot: int) -> None:
-        """Forget a pending slot (lock held, or from :meth:`put`'s ``on_commit``)."""
-        if slot >= 0:
-            struct.pack_into("<Q", self._mm, _PENDING_OFF + slot * _PENDING_SIZE, 0)
+        """Forget a pending slot (lock held: from :meth:`put`'s ``on_commit``)."""
+        self._table.clear_pending(slot)
 
     def release_pending(self, slot: int) -> None:
         """Forget a pending slot, taking the lock."""
         if slot >= 0:
             self._acquire()
             try:
-                self.clear_pending(slot)
+                self._table.clear_pending(slot)
             finally:
                 _unlock(self._mutex)
 
-    def _reap_pending(self, only_dead: bool) -> None:
-        """Unlink segments whose producer died before publishing them (lock held)."""
-        mm = self._mm
-        for slot in range(_PENDING_SLOTS):
-            off = _PENDING_OFF + slot * _PENDING_SIZE
-            pid = struct.unpack_from("<Q", mm, off)[0]
-            if pid and (not only_dead or _pid_dead(pid)):
-                name = bytes(mm[off + 8 : off + _PENDING_SIZE]).rstrip(b"\0").decode("ascii")
-                _external.unlink(name)
-                self.clear_pending(slot)
+    def lend_locked(self, name: str) -> int:
+        """Record that this process now holds received segment *name* (lock held); the
+        slot, or -1 if the table is full (then the caller unlinks the name at once)."""
+        return self._table.add_pending(name)
+
+    def take_spare(self, need: int) -> tuple[str, int, int] | None:
+        """A spare segment of at least *need* bytes, now pending for this process:
+        ``(name, capacity, slot)``, or None."""
+        self._acquire()
+        try:
+            self._drain_deferred()
+            spare = self._table.take_spare(need)
+            if spare is None:
+                return None
+            slot = self._table.add_pending(spare[0])
+            return spare[0], spare[1], slot
+        finally:
+            _unlock(self._mutex)
+
+    def give_back(self, name: str, capacity: int, slot: int, generation: int) -> None:
+        """A received big item was garbage-collected: recycle or unlink its segment.
+
+        Runs from a finalizer, possibly while this very thread holds the queue lock (a
+        garbage collection inside a put): so it only *tries* the lock and otherwise
+        defers the work to the next big put of this process.
+        """
+        entry = (name, capacity, slot, generation)
+        for _ in range(64):
+            rc = _trylock_c(self._mutex)
+            if rc == 0 or rc == errno.EOWNERDEAD:
+                break
+        else:
+            self._deferred.append(entry)
+            return
+        try:
+            if rc:
+                _native.make_consistent(self._mutex)
+                self._recover()
+            self._give_back_locked(entry)
+        finally:
+            _unlock_c(self._mutex)
+
+    def _give_back_locked(self, entry: tuple[str, int, int, int]) -> None:
+        name, capacity, slot, generation = entry
+        mine = self._table.clear_pending(slot, name)
+        recycle = (
+            mine
+            and not self._h[_DESTROYED]
+            and generation == _segments.fork_generation()
+            and self._table.put_spare(name, capacity)
+        )
+        if not recycle:
+            _external.unlink(name)
+
+    def _drain_deferred(self) -> None:
+        while self._deferred:
+            self._give_back_locked(self._deferred.pop())
 
     # -- introspection and teardown ---------------------------------------------------------------
 
@@ -627,8 +652,11 @@ class Ring:
             _external.unlink(self.name)
             return
         try:
+            self._h[_DESTROYED] = 1
             self._walk(lambda kind, payload: _external.unlink_payload(payload) if kind == EXTERNAL else None)
-            self._reap_pending(only_dead=False)
+            self._table.reap_pending(only_dead=False)
+            self._table.drop_spares()
+            self._deferred.clear()
         finally:
             _unlock(self._mutex)
             _external.unlink(self.name)
