@@ -7,6 +7,7 @@ import gc
 import os
 import pickle
 import signal
+import time
 from typing import Any
 
 import numpy as np
@@ -85,6 +86,13 @@ def _consume_forever(q: Any, report: Any, started: Any) -> None:
         n += 1
         if n == 100:
             started.put(n)
+
+
+def _create_and_die(report: Any) -> None:
+    q = procly.Queue()
+    report.put(q._ring.name)
+    report.close()
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 # -- deterministic deaths, every start method -----------------------------------------------
@@ -189,3 +197,14 @@ def test_consumer_killed_at_random(start_method: str) -> None:
     assert remaining == list(range(n - len(remaining), n))
     q.put("still usable")
     assert q.get(timeout=30) == "still usable"
+
+
+def test_queue_of_a_killed_creator_is_reclaimed() -> None:
+    ctx = procly.get_context("fork")
+    report = ctx.Queue()
+    _run_to_death(ctx, _create_and_die, report)
+    name = report.get(timeout=30)
+    deadline = time.monotonic() + 20
+    while os.path.exists(f"/dev/shm/{name}") and time.monotonic() < deadline:
+        time.sleep(0.05)  # bounded wait for the resource tracker's asynchronous reclaim
+    assert not os.path.exists(f"/dev/shm/{name}")

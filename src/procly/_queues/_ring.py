@@ -64,6 +64,7 @@ from typing import Any
 import posix_ipc
 
 from .._os._names import new_name
+from .._proc import _tracker
 from . import _external, _native, _segments
 
 __all__ = ("EXTERNAL", "INLINE", "Ring")
@@ -152,6 +153,7 @@ class Ring:
             raise
         finally:
             shm.close_fd()
+        _tracker.register("shm", name)  # safety net: reclaimed if this process is SIGKILLed
         ring = cls(name, mm)
         _native.mutex_init(ring._mutex)
         h = ring._h
@@ -650,6 +652,7 @@ class Ring:
             self._acquire()
         except OSError:
             _external.unlink(self.name)
+            _tracker.unregister("shm", self.name, lazy=True)
             return
         try:
             self._h[_DESTROYED] = 1
@@ -660,3 +663,4 @@ class Ring:
         finally:
             _unlock(self._mutex)
             _external.unlink(self.name)
+            _tracker.unregister("shm", self.name, lazy=True)
