@@ -179,6 +179,7 @@ class Engine:
         self._startup_failures = 0
         self._shutdown_sent = False
         self._sources = 0  # open lazy maps that may still submit after close()
+        self._cancel_queued = False
         try:
             for _ in range(options.processes):
                 self._sup.spawn()
@@ -271,6 +272,16 @@ class Engine:
             self._cancels.append(task)
             self._wake_locked()
 
+    def cancel_queued(self) -> None:
+        """Cancel every task not yet handed to a worker whose sink agrees.
+
+        A sink agrees through a ``cancel_queued(task) -> bool`` method (executor futures);
+        tasks of other sinks stay queued.  Done by the dispatcher soon after this call.
+        """
+        with self._lock:
+            self._cancel_queued = True
+            self._wake_locked()
+
     def close(self) -> None:
         """Accept no more tasks; workers exit once every accepted task is done."""
         with self._lock:
@@ -355,11 +366,15 @@ class Engine:
                 cancels = self._cancels
                 if cancels:
                     self._cancels = []
+                cancel_queued = self._cancel_queued
+                self._cancel_queued = False
                 state = self._state
                 accepted = self._accepted
                 sources = self._sources
             if cancels:
                 self._handle_cancels(cancels)
+            if cancel_queued:
+                self._drop_queued()
             if state == _TERMINATING:
                 self._terminate_now()
                 return
@@ -674,6 +689,22 @@ class Engine:
                     ),
                 )
         self._replace()
+
+    def _drop_queued(self) -> None:
+        kept: deque[Task] = deque()
+        for task in self._queue:
+            agree = getattr(task.sink, "cancel_queued", None)
+            try:
+                dropped = agree is not None and agree(task)
+            except BaseException:
+                _report_sink_error()
+                dropped = False
+            if dropped:
+                self._finished += 1
+            else:
+                kept.append(task)
+        self._queue.clear()
+        self._queue.extend(kept)
 
     def _handle_cancels(self, cancels: list[Task]) -> None:
         queue = self._queue

@@ -61,6 +61,10 @@ class EngineFuture(cf.Future[T]):
         except cf.InvalidStateError:  # cancelled meanwhile
             pass
 
+    def cancel_queued(self, task: Task) -> bool:
+        """Engine hook for ``shutdown(cancel_futures=True)``: cancel if not started."""
+        return cf.Future.cancel(self)
+
     def cancel(self) -> bool:
         """Cancel the call; unlike the standard library, a *running* call is stopped too
         (its worker is killed and replaced).  False only if it already finished."""
@@ -122,7 +126,6 @@ class ProcessPoolExecutor(cf.Executor):
         self._shutdown_lock = threading.Lock()
         self._shutdown = False
         self._maps: weakref.WeakSet[LazyMap] = weakref.WeakSet()
-        self._futures: weakref.WeakSet[EngineFuture[Any]] = weakref.WeakSet()
         self._engine = Engine(options, ProcessLauncher(mp_context, "procly-executor-worker"))
 
     def _submit(
@@ -142,7 +145,6 @@ class ProcessPoolExecutor(cf.Executor):
         task = Task(fn, args, kwargs or None, fut, mode=MODE_CALL, timeout=timeout)
         fut._engine = engine
         fut._task = task
-        self._futures.add(fut)
         try:
             engine.submit_one(task)
         except PoolClosedError:
@@ -224,18 +226,12 @@ class ProcessPoolExecutor(cf.Executor):
         if engine is None:
             return
         if cancel_futures:
-            for fut in self._futures_pending():
-                cf.Future.cancel(fut)
+            engine.cancel_queued()
             for lazy in list(self._maps):
                 lazy.close()
         engine.close()
         if wait:
             engine.join()
-
-    def _futures_pending(self) -> list[EngineFuture[Any]]:
-        # Only futures not yet handed to a worker: the standard library's cancel_futures
-        # leaves running calls alone (a pending future's task is dropped at dispatch).
-        return [f for f in list(self._futures) if not f.running() and not f.done()]
 
     def __del__(self) -> None:
         engine = getattr(self, "_engine", None)
