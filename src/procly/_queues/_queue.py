@@ -283,6 +283,10 @@ class Queue(_RingQueue):
         *timeout* seconds) and raise :class:`queue.Full` if none came, or at once if not
         *block*.  Raises :class:`ValueError` if the queue is closed and
         :class:`~procly.errors.SerializationError` if *obj* cannot be pickled."""
+        if type(obj) in _ATOMS and timeout is None and not self._closed:  # _put, inlined
+            if not self._ring.put_one(_pickle_dumps(obj, _PROTOCOL), INLINE, None, block, self._joinable):
+                raise Full
+            return
         self._put(obj, block, timeout)
 
     def put_nowait(self, obj: Any) -> None:
@@ -302,6 +306,12 @@ class Queue(_RingQueue):
         """Remove and return the oldest item; wait at most *timeout* seconds for one and
         raise :class:`queue.Empty` if none came, or at once if not *block*.  Raises
         :class:`ValueError` if the queue is closed."""
+        if timeout is None and not self._closed:  # _get, inlined
+            records = self._ring.get(1, None, block, self._take_big)
+            if records is None:
+                raise Empty
+            kind, value = records[0]
+            return _pickle_loads(value) if kind == INLINE else _external.load(value)
         return self._get(block, timeout)
 
     def get_nowait(self) -> Any:

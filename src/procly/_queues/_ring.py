@@ -380,7 +380,12 @@ class Ring:
             self._dq[off >> 3] = length | (kind << 32)
             start = _DATA_OFF + off + 8
             self._mm[start : start + length] = payload
-            waiters = self._commit_put(off + need, 1, joinable)
+            if joinable:
+                waiters = self._commit_put(off + need, 1, True)
+            else:  # _commit_put inlined: this is the hottest path of all
+                h[_TAIL] = off + need
+                h[_COUNT] += 1
+                waiters = self._signal(_SEQ_NE, _WAIT_GET, _PEND_GET) if h[_WAIT_GET] else 0
         finally:
             _unlock_c(mutex)
         if waiters:
@@ -500,7 +505,7 @@ class Ring:
                     out = [(INLINE, self._mm[start : start + length])]
                     h[_HEAD] = pos + 8 + ((length + 7) & ~7)
                     h[_COUNT] -= 1
-                    waiters = self._signal(_SEQ_NF, _WAIT_PUT, _PEND_PUT)
+                    waiters = self._signal(_SEQ_NF, _WAIT_PUT, _PEND_PUT) if h[_WAIT_PUT] else 0
                     break
                 out, waiters = self._take(max_items, take_external)
                 if out:
