@@ -334,7 +334,7 @@ def test_forked_workers_close_siblings_channels(sup: Any) -> None:
     first = sup.spawn()
     sup.spawn()
     setups = [setup for _, setup in sup.launcher.launched]
-    assert first.sock.fileno() in setups[1].close_fds
+    assert first.sock.fileno() in [fd for fd, _ in setups[1].close_fds]
 
 
 def test_complete_without_task_raises(sup: Any) -> None:

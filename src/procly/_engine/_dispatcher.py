@@ -192,7 +192,7 @@ class Engine:
         self._thread.start()
         _REGISTRY.engines.add(self)
 
-    def _setup(self, close_fds: tuple[int, ...]) -> WorkerSetup:
+    def _setup(self, close_fds: tuple[tuple[int, int], ...]) -> WorkerSetup:
         o = self.options
         return WorkerSetup(o.initializer, o.initargs, o.max_tasks_per_child, close_fds)
 
@@ -616,7 +616,7 @@ class Engine:
         slot.proc.join(5.0)
         exitcode = slot.proc.exitcode
         self._unwatch_sentinel(slot)
-        if not slot.sock._closed:  # type: ignore[attr-defined]
+        if slot.sock.fileno() != -1:
             self._unwatch_sock(slot)
         retired = slot.tasks_left == 0 and not slot.inflight
         culprit, orphans = self._sup.lose(slot)

@@ -16,6 +16,7 @@ Invariants (they make crash attribution exact):
 from __future__ import annotations
 
 import heapq
+import os
 import socket
 from collections import deque
 from collections.abc import Callable
@@ -77,7 +78,7 @@ class Supervisor:
     def __init__(
         self,
         launcher: Launcher,
-        make_setup: Callable[[tuple[int, ...]], WorkerSetup],
+        make_setup: Callable[[tuple[tuple[int, int], ...]], WorkerSetup],
         max_tasks: int | None,
         clock: Callable[[], float],
         close_inherited: bool,
@@ -96,12 +97,15 @@ class Supervisor:
     def spawn(self) -> WorkerSlot:
         """Start one worker and return its slot (raises what the launcher raises)."""
         sock, end = channel_pair()
-        close_fds: tuple[int, ...] = ()
+        close_fds: tuple[tuple[int, int], ...] = ()
         if self._close_inherited:
-            close_fds = (
-                *(s.sock.fileno() for s in self.slots if not s.dead),
-                *self.parent_fds,
-                sock.fileno(),
+            close_fds = tuple(
+                _identified(fd)
+                for fd in (
+                    *(s.sock.fileno() for s in self.slots if not s.dead),
+                    *self.parent_fds,
+                    sock.fileno(),
+                )
             )
         try:
             proc = self._launcher.launch(end, self._make_setup(close_fds))
@@ -186,6 +190,11 @@ class Supervisor:
         if deadline is None:
             return None
         return max(0.0, deadline - self._clock())
+
+
+def _identified(fd: int) -> tuple[int, int]:
+    """``(fd, inode)``: a forked worker closes the descriptor only if it is still that file."""
+    return fd, os.fstat(fd).st_ino
 
 
 def describe_exit(exitcode: int | None) -> str:

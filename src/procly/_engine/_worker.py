@@ -58,8 +58,9 @@ class WorkerSetup:
     initializer: Callable[..., object] | None
     initargs: tuple[Any, ...]
     max_tasks: int | None
-    #: Descriptors inherited under fork that belong to the parent (other workers' channels).
-    close_fds: tuple[int, ...] = ()
+    #: ``(fd, inode)`` of descriptors inherited under fork that belong to the parent (other
+    #: workers' channels, the dispatcher's wake pipe); closed only if still that file.
+    close_fds: tuple[tuple[int, int], ...] = ()
 
 
 #: Return values the C pickler alone encodes exactly (no procly reducer could apply).
@@ -96,9 +97,10 @@ def _run(fn: Callable[..., Any], mode: int, payload: bytes) -> Any:
 def worker_main(end: ChannelEnd, setup: WorkerSetup) -> None:
     """Serve tasks from *end* until told to stop (the worker process's target)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    for fd in setup.close_fds:
+    for fd, inode in setup.close_fds:
         try:
-            os.close(fd)
+            if os.fstat(fd).st_ino == inode:
+                os.close(fd)
         except OSError:
             pass
     sock = end.socket()
