@@ -53,282 +53,55 @@ why a ``Queue(maxsize=0)`` never blocks, like the standard library's.
 
 from __future__ import annotations
 
-import ctypes
 import errno
-import mmap
-import os
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import posix_ipc
-
-from .._os._names import new_name
 from .._proc import _tracker
 from . import _external, _native, _segments
+from ._ringbase import _CAP as _CAP
+from ._ringbase import _COUNT as _COUNT
+from ._ringbase import _DATA_OFF as _DATA_OFF
+from ._ringbase import _DESTROYED as _DESTROYED
+from ._ringbase import _HEAD as _HEAD
+from ._ringbase import _J_MASK as _J_MASK
+from ._ringbase import _J_TAIL as _J_TAIL
+from ._ringbase import _J_UNF as _J_UNF
+from ._ringbase import _M_TAIL as _M_TAIL
+from ._ringbase import _M_UNF as _M_UNF
+from ._ringbase import _PEND_GET as _PEND_GET
+from ._ringbase import _PEND_PUT as _PEND_PUT
+from ._ringbase import _PEND_TD as _PEND_TD
+from ._ringbase import _SEQ_NE as _SEQ_NE
+from ._ringbase import _SEQ_NF as _SEQ_NF
+from ._ringbase import _SEQ_TD as _SEQ_TD
+from ._ringbase import _SKIP as _SKIP
+from ._ringbase import _SPIN as _SPIN
+from ._ringbase import _TAIL as _TAIL
+from ._ringbase import _U32 as _U32
+from ._ringbase import _UNFINISHED as _UNFINISHED
+from ._ringbase import _WAIT_GET as _WAIT_GET
+from ._ringbase import _WAIT_JOIN as _WAIT_JOIN
+from ._ringbase import _WAIT_PUT as _WAIT_PUT
+from ._ringbase import _WRAP as _WRAP
+from ._ringbase import EXTERNAL as EXTERNAL
+from ._ringbase import INITIAL_CAPACITY as INITIAL_CAPACITY
+from ._ringbase import INLINE as INLINE
+from ._ringbase import MAX_CAPACITY as MAX_CAPACITY
+from ._ringbase import RingBase, _lock_slow, _trylock_c, _unlock, _unlock_c
+from ._ringbase import _record_size as _record_size
 
 __all__ = ("EXTERNAL", "INLINE", "Ring")
 
-# -- layout ------------------------------------------------------------------------------
-_SEQ_OFF = 64  # three u32 futex words: not-empty, not-full, tasks-done
-_SEQ_NE, _SEQ_NF, _SEQ_TD = 0, 1, 2
-_H_OFF = 128  # u64 words:
-(_MAGIC, _CAP, _HEAD, _TAIL, _COUNT, _MAXSIZE, _WAIT_GET, _WAIT_PUT, _WAIT_JOIN, _UNFINISHED,
- _WRAP_AT, _J_MASK, _J_TAIL, _J_CAP, _J_UNF, _OWNER_PID, _PEND_GET, _PEND_PUT,
- _PEND_TD, _DESTROYED) = range(20)
-_H_WORDS = 24
-_M_TAIL, _M_CAP, _M_UNF = 1, 2, 4  # journal mask bits
-# bytes 1024..4095: the big-item tables (see _segments)
-_DATA_OFF = 4096
 
-_MAGIC_VALUE = 0x70726F636C79_5131  # "procly" "Q1"
-#: Virtual size of the data area; only the used part is ever backed by memory.
-MAX_CAPACITY = 1 << 30
-INITIAL_CAPACITY = 1 << 20
-
-INLINE, EXTERNAL, _WRAP, _SKIP = 1, 2, 3, 4
-_U32 = 0xFFFFFFFF
-#: Longest single sleep: bounds the cost of a waker that died between commit and wake.
-_SLICE_S = 1.0
-#: Polls of the header before a waiter goes to sleep (about 10-20 us).
-_SPIN = 200
-
-_lock = _native.lock
-_lock_slow = _native.lock_slow
-_unlock = _native.unlock
-_trylock_c: Any
-_unlock_c: Any
-_trylock_c, _unlock_c = _native.raw_functions() if _native.available() else (None, None)
-
-
-def _record_size(length: int) -> int:
-    return 8 + ((length + 7) & ~7)
-
-
-class Ring:
-    """One attachment of this process to a queue's shared segment.
+class Ring(RingBase):
+    """One attachment of this process to a queue's shared segment: the operations.
 
     Safe to use from several threads at once: all state lives in shared memory behind the
-    robust mutex.  Methods raise :class:`TimeoutError` subclasses only through the
-    callers' ``on_full`` / ``on_empty`` exception factories.
+    robust mutex.
     """
 
-    __slots__ = ("__weakref__", "_anchor", "_data", "_deferred", "_dq", "_h", "_maxsize", "_mm",
-                 "_mutex", "_seq", "_seq_addr", "_table", "name")
-
-    def __init__(self, name: str, mm: mmap.mmap) -> None:
-        self.name = name
-        self._mm = mm
-        self._anchor = ctypes.c_char.from_buffer(mm)  # keeps the mutex address valid
-        base = ctypes.addressof(self._anchor)
-        self._mutex = ctypes.c_void_p(base)
-        self._seq_addr = base + _SEQ_OFF
-        view = memoryview(mm)
-        self._seq = view[_SEQ_OFF : _SEQ_OFF + 12].cast("I")
-        self._h = view[_H_OFF : _H_OFF + 8 * _H_WORDS].cast("Q")
-        self._data = view[_DATA_OFF:]
-        self._dq = self._data.cast("Q")
-        self._maxsize = 0  # immutable once created; cached by create/attach
-        self._table = _segments.SegmentTable(view)
-        # segments given back while the lock could not be taken (see give_back)
-        self._deferred: list[tuple[str, int, int, int]] = []
-
-    # -- creation ------------------------------------------------------------------------
-
-    @classmethod
-    def create(cls, maxsize: int, capacity: int = INITIAL_CAPACITY) -> Ring:
-        """Create a fresh queue segment (the caller owns its name and must :meth:`destroy`).
-
-        Raises :class:`OSError` if shared memory cannot be created or mapped.
-        """
-        if not _native.available():
-            raise OSError("procly queues need Linux futexes and robust mutexes")
-        name = new_name("q")
-        size = _DATA_OFF + MAX_CAPACITY
-        shm = posix_ipc.SharedMemory("/" + name, posix_ipc.O_CREX, mode=0o600, size=size)
-        try:
-            mm = mmap.mmap(shm.fd, size)
-        except BaseException:
-            shm.unlink()
-            raise
-        finally:
-            shm.close_fd()
-        _tracker.register("shm", name)  # safety net: reclaimed if this process is SIGKILLed
-        ring = cls(name, mm)
-        _native.mutex_init(ring._mutex)
-        h = ring._h
-        h[_CAP] = capacity
-        h[_MAXSIZE] = maxsize
-        h[_OWNER_PID] = os.getpid()
-        h[_MAGIC] = _MAGIC_VALUE
-        ring._maxsize = maxsize
-        return ring
-
-    @classmethod
-    def attach(cls, name: str) -> Ring:
-        """Map an existing queue segment by name.
-
-        Raises :class:`FileNotFoundError` if the queue's creator has already destroyed it.
-        """
-        try:
-            shm = posix_ipc.SharedMemory("/" + name)
-        except posix_ipc.ExistentialError:
-            raise FileNotFoundError(f"queue segment {name!r} no longer exists") from None
-        try:
-            mm = mmap.mmap(shm.fd, shm.size)
-        finally:
-            shm.close_fd()
-        ring = cls(name, mm)
-        if ring._h[_MAGIC] != _MAGIC_VALUE:
-            raise OSError(f"{name!r} is not a procly queue segment")
-        ring._maxsize = int(ring._h[_MAXSIZE])
-        return ring
-
-    # -- locking and recovery --------------------------------------------------------------
-
-    def _acquire(self) -> None:
-        if _lock(self._mutex):
-            self._recover()
-
-    def _recover(self) -> None:
-        """Repair what a lock owner that died may have left (called with the lock held)."""
-        h = self._h
-        mask = h[_J_MASK]
-        if mask:  # replay the journal: its values are absolute, replaying twice is fine
-            if mask & _M_CAP:
-                h[_CAP] = h[_J_CAP]
-            if mask & _M_TAIL:
-                h[_TAIL] = h[_J_TAIL]
-            if mask & _M_UNF:
-                h[_UNFINISHED] = h[_J_UNF]
-            h[_J_MASK] = 0
-        h[_PEND_GET] = h[_PEND_PUT] = h[_PEND_TD] = 0
-        h[_COUNT] = self._walk(lambda kind, payload: None)
-        self._table.reap_pending(only_dead=True)
-        for i in (_SEQ_NE, _SEQ_NF, _SEQ_TD):  # whoever the dead owner was to wake: wake all
-            self._seq[i] = (self._seq[i] + 1) & _U32
-            _native.futex_wake(self._seq_addr + 4 * i, 1 << 30)
-
-    def _walk(self, visit: Callable[[int, memoryview], None]) -> int:
-        """Visit every published record (with the lock held); return how many there are."""
-        h, dq, data = self._h, self._dq, self._data
-        pos, tail, cap, count = h[_HEAD], h[_TAIL], h[_CAP], 0
-        while pos != tail:
-            if pos == cap:
-                pos = 0
-                continue
-            word = dq[pos >> 3]
-            length, kind = word & _U32, word >> 32
-            if kind == _WRAP:
-                pos = 0
-            elif kind == _SKIP:
-                pos += 8 + length
-            else:
-                visit(kind, data[pos + 8 : pos + 8 + length])
-                pos += _record_size(length)
-                count += 1
-        return count
-
-    # -- space -----------------------------------------------------------------------------
-
-    def _reserve(self, need: int) -> int:
-        """Offset where *need* contiguous bytes fit, or -1 (lock held; may write a WRAP)."""
-        h = self._h
-        cap, head, tail = h[_CAP], h[_HEAD], h[_TAIL]
-        if tail >= head:  # not wrapped (or empty): free space is [tail, cap) and [0, head)
-            if tail + need <= cap:
-                return tail
-            if need < head:  # strictly: TAIL never catches up with HEAD (== means empty)
-                if tail < cap:
-                    self._dq[tail >> 3] = _WRAP << 32
-                h[_WRAP_AT] = tail
-                return 0
-            return -1
-        return tail if tail + need < head else -1
-
-    def _grow(self, need: int) -> bool:
-        """Double CAP until *need* more bytes fit; False at :data:`MAX_CAPACITY` (lock held)."""
-        h = self._h
-        cap, head, tail = h[_CAP], h[_HEAD], h[_TAIL]
-        used = tail - head if tail >= head else (cap - head) + tail
-        new_cap = cap
-        while new_cap < used + 2 * need + 16:
-            new_cap *= 2
-        if new_cap > MAX_CAPACITY:
-            return False
-        if tail >= head:
-            h[_CAP] = new_cap  # one store: the ring simply got longer
-            return True
-        # Wrapped: move [0, TAIL) to [CAP, CAP + TAIL) and turn the wrap point into a SKIP
-        # to CAP, then switch CAP and TAIL together through the journal.
-        data = self._data
-        data[cap : cap + tail] = data[0:tail]
-        wrap_at = h[_WRAP_AT]
-        if wrap_at < cap:
-            self._dq[wrap_at >> 3] = (cap - wrap_at - 8) | (_SKIP << 32)
-        h[_J_CAP] = new_cap
-        h[_J_TAIL] = cap + tail
-        h[_J_MASK] = _M_CAP | _M_TAIL
-        h[_CAP] = new_cap
-        h[_TAIL] = cap + tail
-        h[_J_MASK] = 0
-        return True
-
-    # -- waiting ---------------------------------------------------------------------------
-
-    def _wait(self, seq: int, counter: int, pend: int, deadline: float | None, watch: int) -> bool:
-        """Sleep until woken on *seq* (lock held on entry and exit); False once past *deadline*.
-
-        Spins briefly first, without the lock, for header word *watch* to change: on a
-        busy queue the other side usually acts within microseconds, and a futex sleep plus
-        wake costs both sides a system call and a context switch.  Once awake, clears the
-        *pend* flag (see :meth:`_signal`) so that the next event wakes someone again.
-        """
-        h = self._h
-        observed = h[watch]
-        _unlock(self._mutex)
-        for _ in range(_SPIN):
-            if h[watch] != observed:
-                break
-        self._acquire()
-        if h[watch] != observed:
-            return True
-        if deadline is None:
-            timeout = _SLICE_S
-        else:
-            timeout = deadline - time.monotonic()
-            if timeout <= 0:
-                return False
-            timeout = min(timeout, _SLICE_S)
-        h[counter] += 1
-        expected = self._seq[seq]
-        _unlock(self._mutex)
-        try:
-            _native.futex_wait(self._seq_addr + 4 * seq, expected, timeout)
-        finally:
-            self._acquire()
-            if h[counter]:
-                h[counter] -= 1
-            h[pend] = 0
-        return True
-
-    def _signal(self, seq: int, counter: int, pend: int) -> int:
-        """Bump *seq* if someone sleeps on it and no wake is already on its way; return how
-        many sleep (0: no wake needed).  Lock held.
-
-        Without the *pend* flag a producer would pay a futex system call on every put
-        between waking a consumer and that consumer running again.
-        """
-        h = self._h
-        waiters = h[counter]
-        if not waiters or h[pend]:
-            return 0
-        h[pend] = 1
-        self._seq[seq] = (self._seq[seq] + 1) & _U32
-        return int(waiters)
-
-    def _bump(self, seq: int) -> None:
-        self._seq[seq] = (self._seq[seq] + 1) & _U32
+    __slots__ = ()
 
     # -- the operations ----------------------------------------------------------------------
 
@@ -634,21 +407,6 @@ class Ring:
     def _drain_deferred(self) -> None:
         while self._deferred:
             self._give_back_locked(self._deferred.pop())
-
-    # -- introspection and teardown ---------------------------------------------------------------
-
-    def count(self) -> int:
-        """Items in the queue now (a snapshot, exact at the moment of reading)."""
-        return int(self._h[_COUNT])
-
-    def maxsize(self) -> int:
-        return int(self._h[_MAXSIZE])
-
-    def unfinished(self) -> int:
-        return int(self._h[_UNFINISHED])
-
-    def capacity(self) -> int:
-        return int(self._h[_CAP])
 
     def destroy(self) -> None:
         """Unlink the segment and every big item still queued or pending (the creator's
