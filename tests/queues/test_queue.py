@@ -416,3 +416,36 @@ def test_big_items_across_processes(start_method: str) -> None:
 
 def test_capacity_constant_is_sane() -> None:
     assert _ring.INITIAL_CAPACITY < _ring.MAX_CAPACITY
+
+
+_EXIT_SCRIPT = """
+import sys
+import numpy as np
+import procly
+
+def consume(q, path):
+    got = [int(q.get(timeout=60)[0]) for _ in range(3)]
+    with open(path, "w") as f:
+        f.write(repr(got))
+
+if __name__ == "__main__":
+    ctx = procly.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=consume, args=(q, sys.argv[1]))
+    p.start()
+    for i in range(3):
+        q.put(np.full(100_000, i))
+    # no join: the exit sequence joins the child before the queue is destroyed
+"""
+
+
+def test_creator_exit_waits_for_children_before_destroying(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    script = tmp_path / "exit_script.py"
+    script.write_text(_EXIT_SCRIPT)
+    out = tmp_path / "out.txt"
+    done = subprocess.run([sys.executable, str(script), str(out)], timeout=120, capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()
+    assert out.read_text() == "[0, 1, 2]"

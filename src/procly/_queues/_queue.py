@@ -29,12 +29,13 @@ import functools
 import os
 import pickle
 import time
-import weakref
 from collections.abc import Iterable
 from queue import Empty, Full
 from typing import Any
 
 from .._os._names import new_name
+from .._proc import _process  # noqa: F401 - installs the exit sequence that runs Finalize
+from .._proc._finalize import Finalize
 from .._proc._spawning import assert_spawning
 from .._serial._pickler import dumps_oob, loads
 from . import _external
@@ -85,14 +86,16 @@ class _RingQueue:
     _joinable = False
     _ring: Ring
     _closed: bool
-    _finalizer: weakref.finalize[Any, Any] | None
+    _finalizer: Finalize | None
 
     def _setup(self, maxsize: int) -> None:
         if isinstance(maxsize, bool) or not isinstance(maxsize, int):
             raise TypeError(f"maxsize must be an int, not {type(maxsize).__name__}")
         self._ring = Ring.create(max(maxsize, 0))
         self._closed = False
-        self._finalizer = weakref.finalize(self, _destroy, self._ring, os.getpid())
+        # A negative exit priority: at exit this runs only after the children are joined,
+        # so a child still draining the queue finds every item (and big item) in place.
+        self._finalizer = Finalize(self, _destroy, (self._ring, os.getpid()), exitpriority=-100)
 
     def __reduce__(self) -> tuple[Any, ...]:
         assert_spawning(self)
