@@ -310,6 +310,10 @@ class Queue(_RingQueue):
         raise :class:`queue.Empty` if none came, or at once if not *block*.  Raises
         :class:`ValueError` if the queue is closed."""
         if timeout is None and not self._closed:  # _get, inlined
+            if block:
+                data = self._ring.get_one()
+                if data is not None:
+                    return _pickle_loads(data)
             records = self._ring.get(1, None, block, self._take_big)
             if records is None:
                 raise Empty

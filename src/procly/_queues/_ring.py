@@ -239,6 +239,36 @@ class Ring(RingBase):
         h[_COUNT] -= taken
         return out, self._signal(_SEQ_NF, _WAIT_PUT, _PEND_PUT)
 
+    def get_one(self) -> bytes | None:
+        """The fast path of a single get: the pickled bytes of the oldest item if it is an
+        ordinary one and nobody needs waking; otherwise None (nothing was taken: use
+        :meth:`get`, which handles waiting, big items and wakeups)."""
+        h, mutex = self._h, self._mutex
+        if h[_HEAD] == h[_TAIL]:
+            for _ in range(_SPIN):  # poll without the lock (racy read, rechecked below)
+                if h[_HEAD] != h[_TAIL]:
+                    break
+            else:
+                return None
+        rc = _trylock_c(mutex)
+        if rc and _lock_slow(mutex, rc):
+            self._recover()
+        try:
+            pos = h[_HEAD]
+            if pos == h[_TAIL] or h[_WAIT_PUT]:
+                return None
+            word = self._dq[pos >> 3]
+            if word >> 32 != INLINE:
+                return None
+            length = word & _U32
+            start = _DATA_OFF + pos + 8
+            data = self._mm[start : start + length]
+            h[_HEAD] = pos + 8 + ((length + 7) & ~7)  # the commit
+            h[_COUNT] -= 1
+            return data
+        finally:
+            _unlock_c(mutex)
+
     def get(
         self,
         max_items: int,
