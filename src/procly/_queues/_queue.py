@@ -398,7 +398,12 @@ class SimpleQueue(_RingQueue):
         self._put(obj, True, None)
 
     def get(self) -> Any:
-        """Remove and return the oldest item, waiting as long as it takes."""
+        """Remove and return the oldest item, waiting as long as it takes.  Raises
+        :class:`OSError` once closed."""
+        if not self._closed:
+            data = self._ring.get_one()
+            if data is not None:
+                return _pickle_loads(data)
         return self._get(True, None)
 
     def put_many(self, items: Iterable[Any]) -> None:

@@ -15,7 +15,7 @@ Data flow (no feeder thread, no pipe: a ``put`` returns once the item *is in the
     +-----------------------------------------------------------------------+
     | header page: robust mutex | 3 futex sequence words (not-empty,        |
     |   not-full, tasks-done) | CAP HEAD TAIL COUNT MAXSIZE waiter counts   |
-    |   UNFINISHED WRAP_AT | redo journal | pending big-item table          |
+    |   UNFINISHED WRAP_AT | redo journal | pending + spare segment tables  |
     +-----------------------------------------------------------------------+
     | data: [len|kind][pickle]... ring of 8-aligned records, HEAD..TAIL     |
     |   kinds: INLINE pickle, EXTERNAL descriptor (see _external),          |
@@ -23,7 +23,8 @@ Data flow (no feeder thread, no pipe: a ``put`` returns once the item *is in the
     +-----------------------------------------------------------------------+
                 |  EXTERNAL records name one segment per big item
                 v
-          /dev/shm/<prefix>-i-...   (unlinked by the consumer that takes it)
+          /dev/shm/<prefix>-i-...   (held by the consumer while its object maps it,
+                                     then kept as a spare for refilling, or unlinked)
 
 * **A producer** pickles outside the lock, then under the lock finds room (growing the ring
   if needed), writes its records past TAIL, and publishes them with *one* store to TAIL.
@@ -31,8 +32,10 @@ Data flow (no feeder thread, no pipe: a ``put`` returns once the item *is in the
 * **A consumer** reads records from HEAD under the lock, copies their bytes out, publishes
   the new HEAD with one store, unlocks and only then unpickles (so user ``__setstate__``
   code never runs under the lock).
-* **Waiters** (empty queue, full queue, ``JoinableQueue.join``) count themselves in the
-  header and sleep on a futex word that wakers bump under the lock: no lost wakeups.
+* **Waiters** (empty queue, full queue, ``JoinableQueue.join``) first poll the header
+  briefly without the lock, then count themselves in the header and sleep on a futex word
+  that wakers bump under the lock: no lost wakeups.  A waker wakes only when no earlier
+  wake is still pending, and a woken getter that leaves items passes the wake on.
 
 Crash safety (a process SIGKILLed at any instruction):
 
@@ -45,6 +48,8 @@ Crash safety (a process SIGKILLed at any instruction):
   unfinished task) go through a small redo journal that recovery replays.
 * A sleeping waiter that dies leaves only an over-count of waiters: extra wakes, harmless;
   sleeps are sliced, so a waker that died before waking costs at most one slice.
+* Big items: every segment is named in the header's pending table (with the pid filling or
+  holding it) or spare table until it is unlinked; dead pids are reaped (see _segments).
 
 The data area is a sparse mapping of :data:`MAX_CAPACITY` bytes of which only the first CAP
 are used (pages are touched only when used); CAP doubles when a put does not fit, which is
