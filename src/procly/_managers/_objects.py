@@ -136,6 +136,48 @@ class ObjectTable:
         else:
             self._reply(ch, client, (RETURN, res))
 
+    def serve_channel(self, ch: _wire.Channel, client: _Client) -> None:
+        """Answer requests from *ch* until the peer goes away (a connection thread's life).
+
+        The common request -- an exposed method, no keywords, a plain result -- is handled
+        inline here; everything else goes through :meth:`answer`.  Raises
+        :class:`EOFError` when the peer closes, :class:`~procly.errors.FrameError` for a
+        malformed frame, :class:`OSError` when a reply cannot be sent.
+        """
+        objects, recv, send, pdumps = self.objects, ch.recv_frame, ch.send_frame, pickle.dumps
+        entry: _Entry | None
+        while True:
+            data = recv()
+            try:
+                ident, name, args, kwds = ploads(data)
+                entry = objects.get(ident) if ident is not None else None
+                fast = (
+                    entry is not None
+                    and not kwds
+                    and name in entry.exposed
+                    and (entry.method_to_typeid is None or name not in entry.method_to_typeid)
+                )
+            except Exception as exc:
+                raise FrameError(f"malformed request ({type(exc).__name__}: {exc})") from None
+            if not fast:
+                self.answer(ch, client, (ident, name, args, kwds))
+                continue
+            assert entry is not None
+            try:
+                res = getattr(entry.obj, name)(*args)
+            except Exception as exc:
+                tb = None if isinstance(exc, _QUIET) else traceback.format_exc()
+                self._reply(ch, client, (ERROR, (exc, tb)))
+                continue
+            finally:
+                entry = None  # an idle thread must not keep a released referent alive
+                args = ()
+            if type(res) in _SIMPLE:
+                send(pdumps((RETURN, res), 5))
+            else:
+                self._reply(ch, client, (RETURN, res))
+            res = None
+
     def _reply(self, ch: _wire.Channel, client: _Client, reply: Any) -> None:
         send_ctx = _proxy.CLIENT.sending
         send_ctx.server, send_ctx.client = self, client

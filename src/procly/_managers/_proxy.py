@@ -270,6 +270,8 @@ class _ClientState:
             # Interrupted or failed mid-call: the reply may still come; never reuse.
             self.drop(address)
             raise
+        if b"RebuildProxy" not in reply:  # no proxy inside: nothing to tell RebuildProxy
+            return loads(reply)
         receiving = self.receiving
         receiving.authkey = authkey  # proxies inside the reply belong to this server's key
         try:

@@ -236,9 +236,7 @@ class Server(ObjectTable):
         try:
             if first is not None:
                 self.answer(ch, client, first)
-            recv, answer = ch.recv_frame, self.answer
-            while True:
-                answer(ch, client, decode(recv()))
+            self.serve_channel(ch, client)
         except FrameError as exc:
             self.log.error("manager server: closing a connection: %s", exc)
         except (EOFError, OSError):

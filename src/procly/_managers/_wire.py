@@ -119,24 +119,13 @@ class Channel:
         """Send one frame and receive the one frame that answers it (the client's call).
 
         The common case -- a small reply arriving whole in one read -- costs one ``sendall``
-        and one ``recv_into``; anything else falls back to :meth:`recv_frame`.  Raises
-        what :meth:`send_frame` and :meth:`recv_frame` raise.
+        and one ``recv_into``.  Raises what :meth:`send_frame` and :meth:`recv_frame` raise.
         """
         n = len(data)
         if n <= _BUFSIZE:
             self.sock.sendall(_HDR.pack(n) + data)
         else:
             self.send_frame(data)
-        if self._start != self._end:
-            return self.recv_frame()
-        got = self.sock.recv_into(self._buf)
-        if got >= 8:
-            total = 8 + _HDR.unpack_from(self._buf)[0]
-            if got == total:
-                return bytes(self._view[8:got])
-        if not got:
-            raise EOFError("the peer closed the connection")
-        self._start, self._end = 0, got
         return self.recv_frame()
 
     def send_frames(self, frames: list[bytes]) -> None:
@@ -215,6 +204,17 @@ class Channel:
         Raises :class:`EOFError` if the peer closed the connection (also midway through a
         frame) and :class:`~procly.errors.FrameError` for a length above ``max_frame``.
         """
+        if self._start == self._end and self.deadline is None:
+            # Fast path: nothing buffered; a small frame usually arrives whole in one read.
+            got = self.sock.recv_into(self._buf)
+            if got >= 8:
+                size = _HDR.unpack_from(self._buf)[0]
+                if got == 8 + size and size <= self.max_frame:
+                    self._start = self._end = 0
+                    return bytes(self._view[8:got])
+            elif not got:
+                raise EOFError("the peer closed the connection")
+            self._start, self._end = 0, got
         while self._end - self._start < 8:
             if self._start and self._start == self._end:
                 self._start = self._end = 0
