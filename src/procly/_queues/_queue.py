@@ -309,11 +309,11 @@ class Queue(_RingQueue):
         """Remove and return the oldest item; wait at most *timeout* seconds for one and
         raise :class:`queue.Empty` if none came, or at once if not *block*.  Raises
         :class:`ValueError` if the queue is closed."""
-        if timeout is None and not self._closed:  # _get, inlined
-            if block:
-                data = self._ring.get_one()
-                if data is not None:
-                    return _pickle_loads(data)
+        if block and not self._closed:  # _get's common case, inlined (it polls ~50 us at most)
+            data = self._ring.get_one()
+            if data is not None:
+                return _pickle_loads(data)
+        if timeout is None and not self._closed:
             records = self._ring.get(1, None, block, self._take_big)
             if records is None:
                 raise Empty

@@ -81,7 +81,6 @@ from ._ringbase import _SEQ_NE as _SEQ_NE
 from ._ringbase import _SEQ_NF as _SEQ_NF
 from ._ringbase import _SEQ_TD as _SEQ_TD
 from ._ringbase import _SKIP as _SKIP
-from ._ringbase import _SPIN as _SPIN
 from ._ringbase import _TAIL as _TAIL
 from ._ringbase import _U32 as _U32
 from ._ringbase import _UNFINISHED as _UNFINISHED
@@ -93,7 +92,7 @@ from ._ringbase import EXTERNAL as EXTERNAL
 from ._ringbase import INITIAL_CAPACITY as INITIAL_CAPACITY
 from ._ringbase import INLINE as INLINE
 from ._ringbase import MAX_CAPACITY as MAX_CAPACITY
-from ._ringbase import RingBase, _lock_slow, _trylock_c, _unlock, _unlock_c
+from ._ringbase import RingBase, _lock_slow, _poll, _trylock_c, _unlock, _unlock_c
 from ._ringbase import _record_size as _record_size
 
 __all__ = ("EXTERNAL", "INLINE", "Ring")
@@ -249,12 +248,8 @@ class Ring(RingBase):
         ordinary one and nobody needs waking; otherwise None (nothing was taken: use
         :meth:`get`, which handles waiting, big items and wakeups)."""
         h, mutex = self._h, self._mutex
-        if h[_HEAD] == h[_TAIL]:
-            for _ in range(_SPIN):  # poll without the lock (racy read, rechecked below)
-                if h[_HEAD] != h[_TAIL]:
-                    break
-            else:
-                return None
+        if h[_HEAD] == h[_TAIL] and not _poll(h, _TAIL, h[_TAIL]):
+            return None  # still empty: the caller goes on to wait
         rc = _trylock_c(mutex)
         if rc and _lock_slow(mutex, rc):
             self._recover()
@@ -291,9 +286,7 @@ class Ring(RingBase):
         if block and h[_HEAD] == h[_TAIL]:
             # Empty: poll without the lock first, so that an idle consumer does not make
             # the producer's lock acquisitions contend (a racy read; rechecked under lock).
-            for _ in range(_SPIN):
-                if h[_HEAD] != h[_TAIL]:
-                    break
+            _poll(h, _TAIL, h[_TAIL])
         rc = _trylock_c(mutex)
         if rc and _lock_slow(mutex, rc):
             self._recover()
