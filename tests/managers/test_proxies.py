@@ -335,3 +335,30 @@ def test_proxy_after_shutdown_raises_a_connection_error() -> None:
 def test_base_proxy_is_public() -> None:
     assert issubclass(DictProxy, BaseProxy)
     assert Namespace(a=1).a == 1
+
+
+def _use_after_parent_dropped(go: Any, lst: Any, out: Any) -> None:
+    go.recv()
+    lst.append("child")
+    out.send(lst[:])
+
+
+def test_forked_child_keeps_inherited_proxies_alive() -> None:
+    """The parent drops its proxy (and the server hears of it) before the forked child
+    first uses its inherited copy: the child took its own reference at fork time."""
+    ctx = procly.get_context("fork")
+    with ctx.Manager() as m:
+        go_r, go_w = ctx.Pipe(duplex=False)
+        out_r, out_w = ctx.Pipe(duplex=False)
+        lst = m.list(["parent"])
+        base = m._number_of_objects()
+        p = ctx.Process(target=_use_after_parent_dropped, args=(go_r, lst, out_w))
+        p.start()
+        del lst
+        m._number_of_objects()  # flushes this process's decref
+        go_w.send("go")
+        assert out_r.poll(30)
+        assert out_r.recv() == ["parent", "child"]
+        p.join(30)
+        assert p.exitcode == 0
+        assert m._number_of_objects() == base - 1  # released with the child's connection

@@ -45,12 +45,17 @@ class _Entry:
 
 
 class _Client:
-    __slots__ = ("conns", "id", "pid", "refs")
+    __slots__ = ("connected", "conns", "id", "pid", "refs", "unborn")
 
     def __init__(self, client_id: Any, pid: int | None) -> None:
         self.id, self.pid = client_id, pid
         self.refs: dict[int, int] = {}
         self.conns = 0
+        #: Whether this process ever connected (a forked child may not have yet).
+        self.connected = False
+        #: Children forked by this process whose references it took at fork time and
+        #: which have not connected yet: released with this process if they never do.
+        self.unborn: list[_Client] = []
 
 
 Request = tuple[Any, str, tuple[Any, ...], "dict[str, Any] | None"]
@@ -94,6 +99,8 @@ class ObjectTable:
             if client is None:
                 client = self.clients[client_id] = _Client(client_id, pid)
             client.conns += 1
+            client.connected = True
+            client.pid = pid
         return client
 
     # -- one request ---------------------------------------------------------------------
@@ -218,6 +225,9 @@ class ObjectTable:
             if name == "incref_quiet":
                 self._incref(client, args, strict=False)
                 return _NO_REPLY
+            if name == "adopt_refs":
+                self._adopt_refs(client, args[0], args[1])
+                return (RETURN, None)
             if name == "incref":
                 self._incref(client, args, strict=True)
                 return (RETURN, None)
@@ -312,20 +322,38 @@ class ObjectTable:
         del dead  # referents go now, outside the mutex
 
     def disconnect(self, client: _Client) -> None:
-        dead = []
+        """One connection of *client* closed; at its last, drop everything it held (and
+        what was taken for its forked children that never connected)."""
+        dead: list[_Entry] = []
         with self.mutex:
             client.conns -= 1
             if client.conns > 0:
                 return
-            self.clients.pop(client.id, None)
-            for ident, count in client.refs.items():
-                entry = self.objects.get(ident)
-                if entry is not None:
-                    entry.refcount -= count
-                    if entry.refcount <= 0:
-                        dead.append(self.objects.pop(ident))
-            client.refs.clear()
+            self._release_locked(client, dead)
+            for child in client.unborn:
+                if not child.connected:
+                    self._release_locked(child, dead)
+            client.unborn.clear()
         del dead
+
+    def _release_locked(self, client: _Client, dead: list[_Entry]) -> None:
+        self.clients.pop(client.id, None)
+        for ident, count in client.refs.items():
+            entry = self.objects.get(ident)
+            if entry is not None:
+                entry.refcount -= count
+                if entry.refcount <= 0:
+                    dead.append(self.objects.pop(ident))
+        client.refs.clear()
+
+    def _adopt_refs(self, parent: _Client, child_id: Any, ids: Any) -> None:
+        """Before a fork: take references for the child-to-be (it inherits the proxies)."""
+        with self.mutex:
+            child = self.clients.get(child_id)
+            if child is None:
+                child = self.clients[child_id] = _Client(child_id, None)
+                parent.unborn.append(child)
+        self._incref(child, ids, strict=False)
 
     # -- what proxies living inside this process use (see _proxy.LocalServer) ----------------
 

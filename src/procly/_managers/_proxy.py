@@ -141,6 +141,8 @@ class _ClientState:
 
     def __init__(self) -> None:
         self.gen = 0
+        self.fork_child_id: bytes | None = None
+        self.fork_adopted: set[Any] = set()
         self.servers: dict[Any, LocalServer] = {}
         self.sending = _SendContext()
         self.receiving = _Receiving()
@@ -169,12 +171,62 @@ class _ClientState:
         self.reset()
         for ch in old_channels:
             ch.close()  # only this child's copy of the descriptor
+        child_id, adopted = self.fork_child_id, self.fork_adopted
+        self.fork_child_id, self.fork_adopted = None, set()
+        if child_id is not None:
+            self.client_id = child_id  # the parent took our references under this name
+        keys: dict[Any, bytes] = {}
         for proxy in inherited:
             ref = proxy.__dict__.get("_ref")
             if ref is not None and not ref.local:
                 ref.gen = self.gen
-                self.increfs.setdefault(ref.address, deque()).append(ref.id)
+                if ref.address in adopted:
+                    keys.setdefault(ref.address, ref.authkey)
+                else:  # the parent could not: take them at the first call
+                    self.increfs.setdefault(ref.address, deque()).append(ref.id)
                 self.proxies.add(proxy)
+        # Connect now: the server releases what the parent took for us when this
+        # connection closes (when we exit), even if we never call anything.
+        for address, authkey in keys.items():
+            try:
+                self.adopt(address, _wire.connect(address, authkey, timeout=5.0))
+            except Exception:
+                pass  # the parent's connection closing releases them instead
+
+    def before_fork(self) -> None:
+        """In the parent, just before ``fork()``: take the references of every live proxy
+        for the child-to-be, under a client id chosen now.
+
+        The parent may drop its own proxies right after the fork, before the child ever
+        runs: references taken by the child itself would come too late.  One round trip
+        per server, only when proxies are alive; a server that cannot be reached is left
+        to the child (it increfs at its first call).
+        """
+        self.fork_child_id, self.fork_adopted = None, set()
+        if os.getpid() != self.pid:
+            return
+        by_address: dict[Any, tuple[bytes, list[int]]] = {}
+        for proxy in list(self.proxies):
+            ref = proxy.__dict__.get("_ref")
+            if ref is not None and not ref.local and ref.gen == self.gen:
+                by_address.setdefault(ref.address, (ref.authkey, []))[1].append(ref.id)
+        if not by_address:
+            return
+        child_id = os.urandom(16)
+        for address, (authkey, ids) in by_address.items():
+            try:
+                ch = self.channel(address, authkey)
+                ch.sock.settimeout(5.0)  # a hung server must not hang fork()
+                kind, _ = self.call(address, authkey, (None, "adopt_refs", (child_id, ids), {}))
+                ch.sock.settimeout(None)
+            except Exception:
+                continue  # (call() dropped the connection if the reply may still come)
+            if kind == RETURN:
+                self.fork_adopted.add(address)
+        self.fork_child_id = child_id
+
+    def after_fork_parent(self) -> None:
+        self.fork_child_id, self.fork_adopted = None, set()
 
     # -- connections ---------------------------------------------------------------------
 
@@ -314,7 +366,11 @@ class _ClientState:
 
 
 CLIENT = _ClientState()
-os.register_at_fork(after_in_child=CLIENT.after_fork)
+os.register_at_fork(
+    before=CLIENT.before_fork,
+    after_in_parent=CLIENT.after_fork_parent,
+    after_in_child=CLIENT.after_fork,
+)
 
 
 def default_authkey() -> bytes:
