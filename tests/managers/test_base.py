@@ -269,3 +269,22 @@ def test_family_of() -> None:
     assert _wire.family_of(("::1", 1, 0, 0)) == socket.AF_INET6
     with pytest.raises(ValueError):
         _wire.family_of(3)
+
+
+def test_manager_without_context_uses_the_default_start_method() -> None:
+    m = SyncManager()
+    m.start()
+    try:
+        assert m._process is not None and m._process.name.startswith("SyncManager-")
+        assert m.list([1])[:] == [1]
+        with pytest.raises(ProcessError, match="needs a manager created with a context"):
+            m.Pool(1)
+    finally:
+        m.shutdown()
+
+
+def test_factory_errors_are_raised_as_themselves(my_manager: MyManager) -> None:
+    with pytest.raises(TypeError):
+        my_manager.Counter("not a number", "too", "many")  # type: ignore[attr-defined]
+    with pytest.raises(RemoteError, match="unknown typeid"):
+        my_manager._create("NoSuchType")

@@ -233,7 +233,12 @@ class ObjectTable:
                 return (RETURN, None)
             if name == "create":
                 typeid, cargs, ckwds = args
-                return (RETURN, self.create(client, typeid, *cargs, **ckwds))
+                if typeid not in self.registry:
+                    return (TRACEBACK, f"KeyError: unknown typeid {typeid!r}\n")
+                try:
+                    return (RETURN, self.create(client, typeid, *cargs, **ckwds))
+                except Exception as exc:  # the factory's own error, raised as itself
+                    return (ERROR, (exc, traceback.format_exc()))
             if name == "get_methods":
                 return (RETURN, self.objects[args[0]].names)
             if name == "dummy":
