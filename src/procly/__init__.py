@@ -51,6 +51,11 @@ from ._default import set_start_method as set_start_method
 from ._default import usable_cpu_count as usable_cpu_count
 
 # -- connections (owner: connections) ------------------------------------------------------
+# isort: split
+from . import connection as connection
+from . import reduction as reducer
+from . import reduction as reduction
+from ._proc._connection import Pipe as Pipe
 
 # -- synchronization (owner: sync) ---------------------------------------------------------
 # isort: split
@@ -213,6 +218,8 @@ __all__ = (  # noqa: RUF022 - grouped by owner, each group sorted
     "set_start_method",
     "usable_cpu_count",
     # connections
+    "Pipe",
+    "reducer",
     # synchronization
     "Barrier",
     "BoundedSemaphore",

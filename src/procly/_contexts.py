@@ -136,6 +136,13 @@ class BaseContext:
 
         return Pipe(duplex)
 
+    @property
+    def reducer(self) -> Any:
+        """The module that pickles for procly: :mod:`procly.reduction` (stdlib name)."""
+        from . import reduction
+
+        return reduction
+
     # -- synchronization (owner: sync) -----------------------------------------------------
     def Lock(self) -> Any:
         """A non-recursive lock shared by processes (see :class:`procly.synchronize.Lock`)."""

@@ -158,6 +158,12 @@ class ProcPickler(pickle.Pickler):
     loads = staticmethod(pickle.loads)
 
 
+# Its public home is procly.reduction.ForkingPickler (the standard-library name), which is what
+# pickle must record should the class itself ever be pickled.
+ProcPickler.__module__ = "procly.reduction"
+ProcPickler.__name__ = ProcPickler.__qualname__ = "ForkingPickler"
+
+
 _ATOMS = frozenset({int, float, str, bytes, bool, type(None), complex})
 
 
