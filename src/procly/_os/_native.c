@@ -177,8 +177,11 @@ static int acquire_slow(SharedLock *s, unsigned long tid, int block, double time
             }
             continue;
         }
-        if (check && check_abandoned(s, w) < 0)
-            return -1;
+        if (check) { /* on entry, and after each slice that no wake-up cut short */
+            check = 0;
+            if (check_abandoned(s, w) < 0)
+                return -1;
+        }
         if (!block)
             return 0;
         double wait = check_interval;
