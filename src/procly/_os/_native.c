@@ -19,8 +19,8 @@
  *
  * Owner death.  Because the holder's pid is in STATE itself, there is no window in which a
  * lock is held by nobody known (the pure path has one).  A contender sleeps in slices of
- * CHECK_INTERVAL; after a slice that ended without a wake-up it asks the probe whether the
- * holder lives (a zombie or a reused pid counts as dead: the probe compares start times
+ * CHECK_INTERVAL; on entry (a failed try-acquire included) and after each slice that ended
+ * without a wake-up it asks the probe whether the holder lives (a zombie or a reused pid counts as dead: the probe compares start times
  * when TOKEN belongs to the pid in STATE; before the holder wrote TOKEN only the pid is
  * asked).  If dead, it CASes that very hold (pid unchanged) to 0 -- exactly one contender
  * wins -- wakes every sleeper and raises OwnerDiedError(pid=...).  The lock is then free.
