@@ -326,6 +326,10 @@ def test_client_killed_mid_call(start_method: str) -> None:
         d["parent"] = 1  # the server is fine
         assert d["parent"] == 1
         q.put("wakes the dead client's server thread")
+        # its references go once that thread notices the client is gone (asynchronously)
+        deadline = time.monotonic() + 10
+        while m._number_of_objects() != base and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert m._number_of_objects() == base
 
 

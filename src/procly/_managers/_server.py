@@ -35,6 +35,7 @@ Unix socket, the default) unless the authkey is secret and the network trusted.
 
 from __future__ import annotations
 
+import logging
 import os
 import select
 import shutil
@@ -44,7 +45,7 @@ import tempfile
 import threading
 from typing import Any
 
-from .._errors import FrameError
+from .._errors import AuthenticationError, FrameError
 from .._proc._logger import get_logger
 from . import _proxy, _wire
 from ._objects import ObjectTable, Registry, Request, _Client, decode
@@ -284,7 +285,7 @@ class Server(ObjectTable):
             sock.close()
 
     def _handshake(self, sock: socket.socket) -> None:
-        """Authenticate, read the hello, then give the connection to the loop."""
+        """Authenticate, read the hello (both under the handshake deadline), then serve."""
         try:
             try:
                 ch = _wire.accepted(sock, self.authkey, self.handshake_timeout)
@@ -298,8 +299,15 @@ class Server(ObjectTable):
             finally:
                 with self.mutex:
                     self._pending -= 1
+        except FrameError as exc:  # garbage: a malformed or oversized frame
+            self.log.error("manager server: closing a connection: %s", exc)
+            sock.close()
+            return
         except Exception as exc:
-            self.log.warning("manager server: handshake failed: %s: %s", type(exc).__name__, exc)
+            # A wrong key is worth a warning; a peer that hung up or timed out (port
+            # scanners, clients killed while connecting) only an info record.
+            level = logging.WARNING if isinstance(exc, AuthenticationError) else logging.INFO
+            self.log.log(level, "manager server: handshake failed: %s: %s", type(exc).__name__, exc)
             sock.close()
             return
         try:
