@@ -5,7 +5,7 @@
     python3 scripts/run.py test   # ruff, mypy, import-linter and the whole test suite
 
 Each creates ``.venv`` in the checkout on first use and installs procly with its test
-extras there; later runs reuse it unless ``pyproject.toml`` changed.
+extras there; later runs reuse it unless ``pyproject.toml``, ``setup.py`` or a C source changed.
 """
 
 from __future__ import annotations
@@ -24,7 +24,11 @@ PY = VENV / "bin" / "python"
 
 def ensure_venv() -> None:
     stamp = VENV / ".procly-installed"
-    want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    digest = hashlib.sha256()
+    for path in (ROOT / "pyproject.toml", ROOT / "setup.py", *sorted(ROOT.glob("src/procly/**/*.c"))):
+        if path.exists():
+            digest.update(path.read_bytes())
+    want = digest.hexdigest()  # reinstall (and rebuild the C extension) when any of these change
     if stamp.exists() and stamp.read_text() == want and PY.exists():
         return
     if not PY.exists():
