@@ -108,7 +108,7 @@ class Connection:
             sock = socket.socket(fileno=handle)
             self._sock: socket.socket | None = sock
             self._unix = sock.family == socket.AF_UNIX
-            self._sendall: Any = sock.sendall
+            self._sendall: Any = _fd_sendall(handle)  # os.write: cheaper than sock.sendall
             self._sendmsg: Any = sock.sendmsg
             recvmsg = sock.recvmsg_into if self._unix else None
             self._reader = fr.FrameReader(
@@ -370,15 +370,18 @@ class Connection:
             _close_all(fds)
             reader.fail(f"a {total}-byte message exceeded maxlength={maxlength}")
             self._bad_message_length()
+        return self._bytes_after(kind, length, sizes, fds)
+
+    def _bytes_after(self, kind: int, length: int, sizes: Any, fds: list[int]) -> bytes:
         if kind == fr.KIND_BYTES or (kind == fr.KIND_PICKLE and not sizes and not fds):
             return self._read_bytes(length)  # the raw payload; nothing is unpickled
         if kind == fr.KIND_BYTESOBJ:
             return pickle.dumps(self._read_bytes(length), _HIGHEST)
         if fds:
             _close_all(fds)
-            reader.skip(total)
+            self._reader.skip(length + sum(sizes))
             raise OSError("the message carries file descriptors: receive it with recv()")
-        # bytearray, or a pickle with out-of-band buffers: re-pickle self-contained
+        # a bytearray, or a pickle with out-of-band buffers: re-pickle it self-contained
         return dumps(self._finish(kind, length, sizes, fds))
 
     def _bad_message_length(self) -> None:
@@ -425,20 +428,11 @@ class Connection:
                     raise BufferTooShort(self._read_bytes(length))
                 reader.read_into(flat[offset : offset + length])
                 return length
-            data = self._payload_as_bytes_after(kind, length, sizes, fds)
+            data = self._bytes_after(kind, length, sizes, fds)
             if offset + len(data) > bytesize:
                 raise BufferTooShort(data)
             flat[offset : offset + len(data)] = data
             return len(data)
-
-    def _payload_as_bytes_after(self, kind: int, length: int, sizes: Any, fds: list[int]) -> bytes:
-        if kind == fr.KIND_BYTESOBJ:
-            return pickle.dumps(self._read_bytes(length), _HIGHEST)
-        if fds:
-            _close_all(fds)
-            self._reader.skip(length + sum(sizes))
-            raise OSError("the message carries file descriptors: receive it with recv()")
-        return dumps(self._finish(kind, length, sizes, fds))
 
     def poll(self, timeout: float | None = 0.0) -> bool:
         """Whether there is data to read (or the other end closed), waiting up to *timeout*
@@ -472,9 +466,11 @@ def _fd_sendall(fd: int) -> Any:
     write = os.write
 
     def sendall(data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            view = view[write(fd, view) :]
+        sent = write(fd, data)
+        if sent != len(data):  # only after a signal or on a full pipe
+            view = memoryview(data)[sent:]
+            while view:
+                view = view[write(fd, view) :]
 
     return sendall
 

@@ -93,6 +93,15 @@ DEFAULT_BUFSIZE = 64 * 1024
 #: Payloads from this size on are received into lazily-zeroed mmap pages, not a memset bytearray.
 _MMAP_FROM = 1 << 20
 _IOV_MAX = 1024
+_MSG_CTRUNC = getattr(socket, "MSG_CTRUNC", 0)
+
+
+def _cores_free() -> bool:
+    """Whether the machine has a core to spare (1-minute load below CPU count - 0.5)."""
+    try:
+        return os.getloadavg()[0] < (os.cpu_count() or 1) - 0.5
+    except OSError:  # pragma: no cover - no load average available
+        return False
 
 
 def _physical_memory() -> int:
@@ -229,7 +238,9 @@ class FrameReader:
         "_poll",
         "_recv_into",
         "_recvmsg_into",
+        "_spin_allowed",
         "_spin_backoff",
+        "_spin_budget",
         "_spin_skip",
         "_start",
         "_view",
@@ -260,6 +271,8 @@ class FrameReader:
         self._poll: Any = None
         self._spin_skip = 0
         self._spin_backoff = 1
+        self._spin_budget = 0
+        self._spin_allowed = False
         if fd is not None:
             self._poll = select.poll()
             self._poll.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
@@ -289,12 +302,20 @@ class FrameReader:
     def _spin(self) -> None:
         """Poll briefly before a blocking read; back off while polling does not pay.
 
-        Each round yields the CPU, so a peer that shares this core runs at once instead of
-        waiting for the spin to end.  A spin that times out doubles the number of blocking
-        reads that skip spinning (up to 64), so a busy machine or a slow peer costs little.
+        Spinning only wins when the peer has a core of its own: on a machine whose run queue
+        is already full (load average above the CPU count less one half, re-read every 512
+        spins) it steals the peer's CPU, so it is skipped.  Each round yields the CPU, so a
+        peer sharing this core runs at once.  A spin that times out doubles the number of
+        blocking reads that skip spinning (up to 64), so a slow peer costs little.
         """
         if self._spin_skip:
             self._spin_skip -= 1
+            return
+        self._spin_budget -= 1
+        if self._spin_budget <= 0:
+            self._spin_budget = 512
+            self._spin_allowed = _cores_free()
+        if not self._spin_allowed:
             return
         poll = self._poll.poll
         clock = time.perf_counter
@@ -318,7 +339,7 @@ class FrameReader:
                     fds = array.array("i")
                     fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
                     self._fds.extend(fds)
-        if flags & getattr(socket, "MSG_CTRUNC", 0):
+        if flags & _MSG_CTRUNC:
             raise self.fail("file descriptors were dropped by the kernel (ancillary data truncated)")
         return n
 
