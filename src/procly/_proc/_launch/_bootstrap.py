@@ -96,6 +96,7 @@ def apply_preparation(prep: dict[str, Any]) -> None:
             os.chdir(cwd)
         except OSError:
             pass
+    os.environ.update(prep.get("environ", {}))
     method = prep.get("start_method")
     if method is not None:
         from .._context import START_METHOD

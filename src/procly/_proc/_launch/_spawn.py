@@ -93,6 +93,12 @@ def preparation_data(method: str) -> dict[str, Any]:
         "start_method": method,
     }
     data.update(_main_module_info())
+    from .._tracker import ENV_VAR as TRACKER_ENV
+
+    tracker = os.environ.get(TRACKER_ENV)
+    if tracker is not None:
+        # A forkserver's environment predates the tracker: hand the child this tree's one.
+        data["environ"] = {TRACKER_ENV: tracker}
     return data
 
 
