@@ -268,6 +268,31 @@ def test_unpicklable_object_sends_nothing_and_the_connection_stays_usable(
     assert b.recv() == "next"
 
 
+def _base_chain(obj: Any) -> list[Any]:
+    chain = []
+    while obj is not None:
+        chain.append(obj)
+        obj = getattr(obj, "base", None) if not isinstance(obj, memoryview) else obj.obj
+    return chain
+
+
+def test_received_array_lives_in_the_receive_buffer(pipe: tuple[Connection, Connection]) -> None:
+    """Zero extra copies: the array is a view of the buffer the kernel wrote into."""
+    import mmap
+
+    a, b = pipe
+    array = np.arange(1 << 20, dtype=np.float32)
+    thread = _in_thread(a.send, array)
+    back = b.recv()
+    thread.join()
+    assert np.array_equal(back, array)
+    assert any(isinstance(x, (mmap.mmap, bytearray)) for x in _base_chain(back))
+    big = os.urandom(1 << 16) * 40
+    thread = _in_thread(a.send_bytes, big)
+    assert b.recv_bytes() == big
+    thread.join()
+
+
 def test_connection_needs_a_transport_to_pickle(pipe: tuple[Connection, Connection]) -> None:
     a, _ = pipe
     with pytest.raises(SerializationError, match="file descriptor"):

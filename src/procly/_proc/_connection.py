@@ -29,8 +29,10 @@ Differences from the standard library, all invisible to code written for it:
   rebuilt as the same type.  ``recv_bytes`` of such a message still returns a pickle of it,
   as the standard library would.
 * Before a receive would block, the reader polls for :attr:`Connection.spin_seconds`
-  (50 µs by default, :attr:`Connection.spin_seconds`): a reply that comes within that time skips the scheduler's
-  sleep/wake-up round trip, which dominates a small message's latency.
+  (50 µs by default) when the machine has a core to spare: a reply that comes within that
+  time skips the scheduler's sleep/wake-up round trip, which dominates a small message's
+  latency.  On a busy machine, or while replies keep missing the window, it does not spin
+  (see :meth:`procly._serial._framing.FrameReader._spin`).
 * A :class:`Connection` pickles by passing its descriptor (``SCM_RIGHTS`` or the launcher's
   descriptor list), so it can be a ``Process`` argument under every start method and can be
   sent through another connection.
