@@ -52,10 +52,9 @@ from ._default import usable_cpu_count as usable_cpu_count
 
 # -- connections (owner: connections) ------------------------------------------------------
 # isort: split
-from . import connection as connection
-from . import reduction as reducer
-from . import reduction as reduction
-from ._proc._connection import Pipe as Pipe
+# Connections pull in socket, hmac and secrets (~17 ms that every spawned child would pay):
+# ``Pipe`` imports them on first call, ``procly.connection``/``reducer`` on first access.
+from ._default import Pipe as Pipe
 
 # -- synchronization (owner: sync) ---------------------------------------------------------
 # isort: split
@@ -188,6 +187,10 @@ def __getattr__(name: str) -> _PAny:
         from ._executor._executor import ProcessPoolExecutor
 
         return ProcessPoolExecutor
+    if name in ("connection", "reduction", "reducer"):
+        import importlib
+
+        return importlib.import_module("procly.reduction" if name == "reducer" else f"procly.{name}")
     if name == "WorkerCrashedError":  # it subclasses concurrent.futures.BrokenExecutor
         from ._futures_errors import WorkerCrashedError
 

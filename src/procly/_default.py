@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     import logging
 
     from ._contexts import BaseContext
+    from ._proc._connection import Connection
     from .process import BaseProcess
 
 
@@ -114,3 +115,9 @@ for _function in (
 ):
     _function.__module__ = "procly"  # where users (and pickle) find them
 del _function
+
+
+def Pipe(duplex: bool = True) -> tuple[Connection, Connection]:
+    """Return a pair of connected :class:`~procly.connection.Connection` objects; one-way
+    (the first end receives, the second sends) unless *duplex*."""
+    return _contexts.default_context.Pipe(duplex)  # type: ignore[no-any-return]
