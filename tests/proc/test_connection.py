@@ -214,8 +214,7 @@ def test_send_handle_and_recv_handle(start_method: str) -> None:
 
 
 def test_dupfd_as_process_argument(start_method: str) -> None:
-    if start_method == "fork":
-        pytest.skip("under fork a Process argument is inherited, not pickled")
+    # under fork the wrapper is inherited (detach duplicates); otherwise it is pickled
     r, w = os.pipe()
     try:
         process = _start(start_method, _dupfd_child, reduction.DupFd(w))
@@ -297,6 +296,24 @@ def test_connection_needs_a_transport_to_pickle(pipe: tuple[Connection, Connecti
     a, _ = pipe
     with pytest.raises(SerializationError, match="file descriptor"):
         reduction.ForkingPickler.dumps(a)
+
+
+def test_connection_with_read_ahead_data_refuses_to_travel() -> None:
+    a, b = Pipe()
+    carrier, far = Pipe()
+    with a, b, carrier, far:
+        a.send(1)
+        a.send(2)
+        assert b.recv() == 1  # 2 is read ahead, in b's buffer
+        with pytest.raises(SerializationError, match="not yet consumed"):
+            carrier.send(b)
+        assert not far.poll(0.05)
+        assert b.recv() == 2
+        carrier.send(b)  # nothing pending: it travels
+        moved = far.recv()
+        a.send("to the moved end")
+        assert moved.recv() == "to the moved end"
+        moved.close()
 
 
 def test_connection_over_plain_pipe_descriptors() -> None:

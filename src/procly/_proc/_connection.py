@@ -35,7 +35,9 @@ Differences from the standard library, all invisible to code written for it:
   (see :meth:`procly._serial._framing.FrameReader._spin`).
 * A :class:`Connection` pickles by passing its descriptor (``SCM_RIGHTS`` or the launcher's
   descriptor list), so it can be a ``Process`` argument under every start method and can be
-  sent through another connection.
+  sent through another connection.  Bytes it has read ahead cannot travel with the descriptor, so pickling
+  a connection that holds some raises :class:`~procly.errors.SerializationError` (and under
+  fork a child's copy shares them: let one process own each end, as with the stdlib).
 """
 
 from __future__ import annotations
@@ -543,7 +545,16 @@ def _rebuild_connection(fd: int, readable: bool, writable: bool) -> Connection:
 
 
 def _reduce_connection(conn: Connection) -> tuple[Any, ...]:
-    return (_rebuild_connection, (_FdArg(conn.fileno(), conn), conn.readable, conn.writable))
+    fd = conn.fileno()
+    pending = conn._reader.buffered()
+    if pending:
+        # Those bytes were read ahead from the kernel and would not travel with the
+        # descriptor: the receiver would start mid-stream.
+        raise SerializationError(
+            f"{conn!r} holds {pending} received bytes not yet consumed; recv() them before "
+            "sending the connection to another process"
+        )
+    return (_rebuild_connection, (_FdArg(fd, conn), conn.readable, conn.writable))
 
 
 register(Connection, _reduce_connection)
