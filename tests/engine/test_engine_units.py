@@ -347,3 +347,116 @@ def test_describe_exit() -> None:
     assert describe_exit(-9) == "signal SIGKILL"
     assert describe_exit(3) == "exit code 3"
     assert describe_exit(None) == "unknown exit status"
+
+
+def test_out_of_band_frames_roundtrip_uncopied_into_own_buffers() -> None:
+    parent, end = channel_pair()
+    child = end.socket()
+    try:
+        big = memoryview(bytes(range(256)) * 4096)  # 1 MiB
+        small = memoryview(b"x" * 70_000)
+        writer = FrameWriter(parent)
+        writer.queue(b"stream-1", [big, small])
+        writer.queue(b"plain")
+        writer.queue(b"stream-2", [memoryview(b""), small])
+        received: list[Any] = []
+        reader = FrameReader(child)
+
+        def read() -> None:
+            for _ in range(3):
+                received.append(reader.read_frame())
+
+        t = threading.Thread(target=read)
+        t.start()
+        while not writer.flush():
+            pass
+        t.join(30)
+        first, plain, third = received
+        assert bytes(first[0]) == b"stream-1"
+        assert [bytes(b) for b in first[1]] == [bytes(big), bytes(small)]
+        assert all(isinstance(b, bytearray) for b in first[1])  # writable, own buffers
+        assert bytes(plain) == b"plain"
+        assert [bytes(b) for b in third[1]] == [b"", bytes(small)]
+        send_frame(child, b"back", [small])
+        parent.setblocking(True)
+        frame = FrameReader(parent).read_frame()
+        assert isinstance(frame, tuple) and bytes(frame[1][0]) == bytes(small)
+    finally:
+        parent.close()
+        child.close()
+
+
+class _ChoppySocket:
+    """Delivers a byte string in the given piece sizes (exercises every split point)."""
+
+    def __init__(self, data: bytes, pieces: list[int]) -> None:
+        self._data = memoryview(data)
+        self._pieces = pieces
+        self._pos = 0
+        self._i = 0
+
+    def _next(self, limit: int) -> int:
+        size = self._pieces[self._i % len(self._pieces)] if self._pieces else limit
+        self._i += 1
+        return max(1, min(size, limit, len(self._data) - self._pos))
+
+    def recv(self, limit: int) -> bytes:
+        if self._pos >= len(self._data):
+            return b""
+        n = self._next(limit)
+        out = bytes(self._data[self._pos : self._pos + n])
+        self._pos += n
+        return out
+
+    def recv_into(self, view: memoryview) -> int:
+        if self._pos >= len(self._data):
+            return 0
+        n = self._next(len(view))
+        view[:n] = self._data[self._pos : self._pos + n]
+        self._pos += n
+        return n
+
+
+class _Collect:
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def sendmsg(self, parts: list[memoryview]) -> int:
+        self.parts.extend(bytes(p) for p in parts)
+        return sum(len(p) for p in parts)
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_frames = st.lists(
+    st.tuples(
+        st.binary(max_size=300),
+        st.one_of(st.none(), st.lists(st.binary(max_size=200), max_size=3)),
+    ),
+    min_size=1,
+    max_size=6,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(frames=_frames, pieces=st.lists(st.integers(1, 64), max_size=5))
+def test_frame_reader_reassembles_any_split(
+    frames: list[tuple[bytes, list[bytes] | None]], pieces: list[int]
+) -> None:
+    sink = _Collect()
+    writer = FrameWriter(sink)  # type: ignore[arg-type]
+    for stream, bufs in frames:
+        writer.queue(stream, [memoryview(b) for b in bufs] if bufs else None)
+    assert writer.flush()
+    reader = FrameReader(_ChoppySocket(b"".join(sink.parts), pieces))  # type: ignore[arg-type]
+    for stream, bufs in frames:
+        frame = reader.read_frame()
+        assert frame is not None
+        if bufs:
+            assert isinstance(frame, tuple)
+            assert bytes(frame[0]) == stream
+            assert [bytes(b) for b in frame[1]] == bufs
+        else:
+            assert bytes(frame) == stream  # type: ignore[arg-type]
+    assert reader.read_frame() is None

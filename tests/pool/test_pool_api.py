@@ -271,3 +271,18 @@ def test_thread_safety_of_submission(pool: Pool) -> None:
     for t in threads:
         t.join(60)
     assert all(r == [j * j for j in range(200)] for r in results)
+
+
+def double_array(a: Any) -> Any:
+    return a * 2
+
+
+def test_large_numpy_arrays_both_ways(pool: Pool) -> None:
+    np = pytest.importorskip("numpy")
+    arrays = [np.arange(200_000, dtype=np.float64) + i for i in range(3)]
+    results = pool.map(double_array, arrays, chunksize=1)
+    for a, r in zip(arrays, results, strict=True):
+        assert (r == a * 2).all()
+    r = pool.apply(double_array, (arrays[0],))
+    r += 1  # received arrays are writable
+    assert r[0] == 1.0

@@ -23,10 +23,22 @@ from collections import deque
 from .._errors import FrameError
 from .._serial._fdpass import reduce_fd
 
-__all__ = ("MAX_FRAME", "ChannelEnd", "FrameReader", "FrameWriter", "channel_pair", "send_frame")
+__all__ = (
+    "MAX_FRAME",
+    "ChannelEnd",
+    "Frame",
+    "FrameReader",
+    "FrameWriter",
+    "channel_pair",
+    "send_frame",
+)
 
 _HEADER = struct.Struct("<Q")
 _HLEN = _HEADER.size
+_NBUF = struct.Struct("<I")
+#: Bit 63 of the length word: the frame carries out-of-band buffers after its stream.
+_OOB_FLAG = 1 << 63
+_MAX_BUFFERS = 1 << 16
 #: A declared frame length above this is treated as corruption (1 TiB).
 MAX_FRAME = 1 << 40
 #: Frames larger than this are received straight into their own buffer.
@@ -80,48 +92,84 @@ def close_end(end: ChannelEnd) -> None:
         pass
 
 
-def send_frame(sock: socket.socket, payload: bytes) -> None:
-    """Blocking send of one frame (worker side)."""
-    if len(payload) < 65536:
+def _sendmsg_all(sock: socket.socket, parts: list[memoryview]) -> None:
+    """Blocking scatter-gather send of every byte of *parts* (no joining copies)."""
+    while parts and not len(parts[0]):
+        parts.pop(0)
+    while parts:
+        sent = sock.sendmsg(parts[:64])
+        while sent:
+            head = parts[0]
+            if sent >= len(head):
+                sent -= len(head)
+                parts.pop(0)
+            else:
+                parts[0] = head[sent:]
+                sent = 0
+        while parts and not len(parts[0]):
+            parts.pop(0)
+
+
+def _oob_header(stream_len: int, views: list[memoryview]) -> bytes:
+    return (
+        _HEADER.pack(stream_len | _OOB_FLAG)
+        + _NBUF.pack(len(views))
+        + struct.pack(f"<{len(views)}Q", *(v.nbytes for v in views))
+    )
+
+
+def send_frame(
+    sock: socket.socket, payload: bytes, buffers: list[memoryview] | None = None
+) -> None:
+    """Blocking send of one frame (worker side); *buffers* travel out-of-band, uncopied."""
+    if buffers:
+        parts = [memoryview(_oob_header(len(payload), buffers)), memoryview(payload)]
+        parts.extend(memoryview(b).cast("B") for b in buffers)
+        _sendmsg_all(sock, parts)
+    elif len(payload) < 65536:
         sock.sendall(_HEADER.pack(len(payload)) + payload)
     else:
-        sock.sendall(_HEADER.pack(len(payload)))
-        sock.sendall(payload)
+        _sendmsg_all(sock, [memoryview(_HEADER.pack(len(payload))), memoryview(payload)])
+
+
+#: A received frame: the bytes, or ``(stream, buffers)`` when it carried out-of-band buffers.
+Frame = bytes | bytearray | tuple[bytearray, list[bytearray]]
 
 
 class FrameReader:
     """Accumulates bytes from a socket and splits them into frames.
 
-    :meth:`pump` does one ``recv``; :meth:`pop` returns the complete frames received so
-    far.  A frame larger than ``_BIG`` is received into a buffer of its own size, so a
-    large result is copied once.  Raises :class:`~procly.errors.FrameError` on a length
-    beyond :data:`MAX_FRAME`.
+    :meth:`pump` does one ``recv``; complete frames collect in :attr:`frames`.  A large
+    frame, and every out-of-band buffer, is received straight into a buffer of its own
+    size (``recv_into``), so a large NumPy array is copied once, by the kernel.  Raises
+    :class:`~procly.errors.FrameError` on a length beyond :data:`MAX_FRAME` or too many
+    buffers.
     """
 
-    __slots__ = ("_big", "_big_filled", "_buf", "_sock", "frames")
+    __slots__ = ("_buf", "_filled", "_oob", "_part", "_parts", "_sock", "frames")
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
         self._buf = bytearray()
-        self._big: bytearray | None = None
-        self._big_filled = 0
-        self.frames: deque[bytes | bytearray] = deque()
+        self._parts: list[bytearray] | None = None
+        self._part = 0
+        self._filled = 0
+        self._oob = False
+        self.frames: deque[Frame] = deque()
 
     def pump(self) -> bool:
         """Read what is available (blocks if the socket is blocking); false on end of file.
 
         Raises :class:`BlockingIOError` when a non-blocking socket has nothing.
         """
-        big = self._big
-        if big is not None:
-            view = memoryview(big)[self._big_filled :]
-            n = self._sock.recv_into(view)
+        parts = self._parts
+        if parts is not None:
+            target = parts[self._part]
+            n = self._sock.recv_into(memoryview(target)[self._filled :])
             if n == 0:
                 return False
-            self._big_filled += n
-            if self._big_filled == len(big):
-                self.frames.append(big)
-                self._big = None
+            self._filled += n
+            self._advance()
             return True
         data = self._sock.recv(_RECV)
         if not data:
@@ -131,32 +179,82 @@ class FrameReader:
         self._split()
         return True
 
+    def _advance(self) -> None:
+        """Move past filled parts; emit the frame once every part is complete."""
+        parts = self._parts
+        assert parts is not None
+        while self._part < len(parts) and self._filled >= len(parts[self._part]):
+            self._part += 1
+            self._filled = 0
+        if self._part == len(parts):
+            self.frames.append((parts[0], parts[1:]) if self._oob else parts[0])
+            self._parts = None
+
     def _split(self) -> None:
         buf = self._buf
         pos = 0
         end = len(buf)
         frames = self.frames
         while end - pos >= _HLEN:
-            (length,) = _HEADER.unpack_from(buf, pos)
+            (word,) = _HEADER.unpack_from(buf, pos)
+            oob = bool(word & _OOB_FLAG)
+            length = word & ~_OOB_FLAG
             if length > MAX_FRAME:
                 raise FrameError(f"frame declares {length} bytes, beyond the {MAX_FRAME} limit")
             start = pos + _HLEN
-            if end - start >= length:
+            sizes: tuple[int, ...] = ()
+            if oob:
+                if end - start < _NBUF.size:
+                    break
+                (count,) = _NBUF.unpack_from(buf, start)
+                if count > _MAX_BUFFERS:
+                    raise FrameError(f"frame declares {count} buffers")
+                meta_end = start + _NBUF.size + 8 * count
+                if end < meta_end:
+                    break
+                sizes = struct.unpack_from(f"<{count}Q", buf, start + _NBUF.size)
+                if sum(sizes) > MAX_FRAME:
+                    raise FrameError("frame buffers exceed the size limit")
+                start = meta_end
+            total = length + sum(sizes)
+            if not oob and end - start >= length:
                 frames.append(buf[start : start + length])
                 pos = start + length
                 continue
-            if length >= _BIG:
-                big = bytearray(length)
-                have = end - start
-                big[:have] = buf[start:end]
-                self._big = big
-                self._big_filled = have
-                pos = end
+            if oob or length >= _BIG:
+                parts = [bytearray(n) for n in (length, *sizes)]
+                have = min(end - start, total)
+                offset = start
+                for part in parts:  # copy what has already arrived
+                    take = min(len(part), start + have - offset)
+                    if take > 0:
+                        part[:take] = buf[offset : offset + take]
+                        offset += take
+                self._parts = parts
+                self._oob = oob
+                self._part = 0
+                self._filled = 0
+                consumed = offset - start
+                # position inside the parts: skip the full ones, remember the partial one
+                for index, part in enumerate(parts):
+                    if consumed >= len(part):
+                        consumed -= len(part)
+                        continue
+                    self._part = index
+                    self._filled = consumed
+                    break
+                else:
+                    self._part = len(parts)
+                pos = offset
+                if self._part == len(parts):
+                    frames.append((parts[0], parts[1:]) if oob else parts[0])
+                    self._parts = None
+                    continue
             break
         if pos:
             del buf[:pos]
 
-    def read_frame(self) -> bytes | bytearray | None:
+    def read_frame(self) -> Frame | None:
         """Blocking: the next frame, or ``None`` at end of file (worker side)."""
         frames = self.frames
         while not frames:
@@ -174,9 +272,15 @@ class FrameWriter:
         self._sock = sock
         self._out: deque[memoryview] = deque()
 
-    def queue(self, payload: bytes) -> None:
-        self._out.append(memoryview(_HEADER.pack(len(payload))))
-        self._out.append(memoryview(payload))
+    def queue(self, payload: bytes, buffers: list[memoryview] | None = None) -> None:
+        """Append one frame; *buffers* are sent out-of-band, straight from their memory."""
+        if buffers:
+            self._out.append(memoryview(_oob_header(len(payload), buffers)))
+            self._out.append(memoryview(payload))
+            self._out.extend(memoryview(b).cast("B") for b in buffers)
+        else:
+            self._out.append(memoryview(_HEADER.pack(len(payload))))
+            self._out.append(memoryview(payload))
 
     @property
     def pending(self) -> bool:
@@ -194,7 +298,7 @@ class FrameWriter:
                 sent = sock.sendmsg(list(itertools.islice(out, 64)))
             except BlockingIOError:
                 return False
-            while sent:
+            while out and (sent or not len(out[0])):
                 head = out[0]
                 if sent >= len(head):
                     sent -= len(head)

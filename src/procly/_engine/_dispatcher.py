@@ -45,6 +45,7 @@ from typing import Any
 from .._errors import PoolClosedError, SerializationError, TaskTimeoutError
 from .._futures_errors import BrokenProcessPool, WorkerCrashedError
 from .._serial import _pickler
+from ._channel import Frame
 from ._messages import (
     MODE_CALL,
     MODE_CALL_KW,
@@ -471,8 +472,11 @@ class Engine:
         fn_index: list[int] = []
         modes = bytearray()
         payloads: list[bytes] = []
+        nbuffers: list[int] = []
+        buffers: list[memoryview] = []
         sent: list[Task] = []
         dumps = _pickler.dumps
+        dumps_oob = _pickler.dumps_oob
         for task in batch:
             try:
                 started = task.sink.task_started(task)
@@ -490,14 +494,11 @@ class Engine:
                     fi = index[id(fn)] = len(functions)
                     functions.append(blob)
                 mode = task.mode
-                if mode == MODE_CALL:
-                    if task.kwargs:
-                        mode = MODE_CALL_KW
-                        payload = dumps((task.args, task.kwargs))
-                    else:
-                        payload = dumps(task.args)
+                if mode == MODE_CALL and task.kwargs:
+                    mode = MODE_CALL_KW
+                    payload, views = dumps_oob((task.args, task.kwargs))
                 else:
-                    payload = dumps(task.args)
+                    payload, views = dumps_oob(task.args)
             except SerializationError as exc:
                 self._finish(task, False, exc)
                 continue
@@ -508,15 +509,22 @@ class Engine:
             fn_index.append(fi)
             modes.append(mode)
             payloads.append(payload)
+            nbuffers.append(len(views))
+            buffers.extend(views)
             sent.append(task)
         if not sent:
             return
         msg = TaskBatch(
-            tuple(functions), tuple(ids), tuple(fn_index), bytes(modes), tuple(payloads)
+            tuple(functions),
+            tuple(ids),
+            tuple(fn_index),
+            bytes(modes),
+            tuple(payloads),
+            tuple(nbuffers) if buffers else (),
         )
         frame = pickle.dumps(msg, pickle.HIGHEST_PROTOCOL)
         head = self._sup.assign(slot, sent)
-        slot.writer.queue(frame)
+        slot.writer.queue(frame, buffers)
         self._flush(slot)
         if head is not None and head.cancelled:
             self._kill(slot, head, timed_out=False)
@@ -549,9 +557,12 @@ class Engine:
                     self._unwatch_sock(slot)
                 return
 
-    def _on_frame(self, slot: WorkerSlot, frame: bytes | bytearray) -> None:
+    def _on_frame(self, slot: WorkerSlot, frame: Frame) -> None:
         try:
-            msg = pickle.loads(frame)
+            if isinstance(frame, tuple):
+                msg = pickle.loads(frame[0], buffers=frame[1])
+            else:
+                msg = pickle.loads(frame)
         except BaseException as exc:
             if not slot.inflight:
                 return

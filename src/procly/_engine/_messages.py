@@ -51,7 +51,8 @@ class TaskBatch:
     bytes.  ``modes`` holds one ``MODE_*`` byte per task and ``payloads`` the pickled
     argument data (see the ``MODE_*`` constants for its shape).  Columns rather than one
     object per task: a batch of a thousand tiny tasks then pickles and unpickles as a few
-    flat tuples.
+    flat tuples.  Large buffers inside the arguments (NumPy arrays) travel out-of-band,
+    after the frame's pickle, and are counted per task in ``nbuffers``.
     """
 
     functions: tuple[bytes, ...]
@@ -59,11 +60,20 @@ class TaskBatch:
     fn_index: tuple[int, ...]
     modes: bytes
     payloads: tuple[bytes, ...]
+    #: Out-of-band buffers of each payload (counts; the buffers follow the frame in order).
+    nbuffers: tuple[int, ...] = ()
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (
             TaskBatch,
-            (self.functions, self.task_ids, self.fn_index, self.modes, self.payloads),
+            (
+                self.functions,
+                self.task_ids,
+                self.fn_index,
+                self.modes,
+                self.payloads,
+                self.nbuffers,
+            ),
         )
 
 

@@ -72,7 +72,10 @@ def _send(sock: Any, msg: object) -> None:
         send_frame(sock, pickle.dumps(msg, pickle.HIGHEST_PROTOCOL))
         return
     try:
-        data = _pickler.dumps(msg)
+        data, buffers = _pickler.dumps_oob(msg)
+        if buffers:
+            send_frame(sock, data, buffers)
+            return
     except Exception as exc:
         if not isinstance(msg, ResultItem):
             raise
@@ -82,13 +85,13 @@ def _send(sock: Any, msg: object) -> None:
     send_frame(sock, data)
 
 
-def _run(fn: Callable[..., Any], mode: int, payload: bytes) -> Any:
+def _run(fn: Callable[..., Any], mode: int, payload: bytes, buffers: Any) -> Any:
     if mode == MODE_CALL:
-        return fn(*pickle.loads(payload))
+        return fn(*pickle.loads(payload, buffers=buffers))
     if mode == MODE_CALL_KW:
-        args, kwargs = pickle.loads(payload)
+        args, kwargs = pickle.loads(payload, buffers=buffers)
         return fn(*args, **kwargs)
-    chunk = pickle.loads(payload)
+    chunk = pickle.loads(payload, buffers=buffers)
     if mode == MODE_MAP:
         return list(map(fn, chunk))
     return list(starmap(fn, chunk))
@@ -126,7 +129,12 @@ def _serve(sock: Any, setup: WorkerSetup) -> None:
         frame = reader.read_frame()
         if frame is None:
             return
-        msg = pickle.loads(frame)
+        if isinstance(frame, tuple):
+            stream, oob = frame
+            msg = pickle.loads(stream)
+        else:
+            msg = pickle.loads(frame)
+            oob = []
         if isinstance(msg, Shutdown):
             return
         if not isinstance(msg, TaskBatch):  # pragma: no cover - protocol error
@@ -136,7 +144,12 @@ def _serve(sock: Any, setup: WorkerSetup) -> None:
         modes = msg.modes
         payloads = msg.payloads
         fn_index = msg.fn_index
+        nbuffers = msg.nbuffers
+        offset = 0
         for i, task_id in enumerate(msg.task_ids):
+            count = nbuffers[i] if nbuffers else 0
+            bufs = oob[offset : offset + count]
+            offset += count
             t0 = clock()
             value: Any = None
             try:
@@ -157,7 +170,7 @@ def _serve(sock: Any, setup: WorkerSetup) -> None:
                     fns[fi] = fn
                 if isinstance(fn, BaseException):
                     raise fn
-                value = _run(fn, modes[i], payloads[i])
+                value = _run(fn, modes[i], payloads[i], bufs)
             except BaseException as exc:
                 result = ResultItem(task_id, False, capture(exc), clock() - t0)
             else:
