@@ -167,7 +167,7 @@ def test_crash_fails_only_its_future(executor: ProcessPoolExecutor) -> None:
 
 def test_task_timeout(start_method: str) -> None:
     with ProcessPoolExecutor(
-        1, mp_context=procly.get_context(start_method), task_timeout=0.3
+        1, mp_context=procly.get_context(start_method), task_timeout=1.5
     ) as ex:
         with pytest.raises(TaskTimeoutError):
             ex.submit(sleep_forever).result(30)

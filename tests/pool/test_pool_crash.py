@@ -112,7 +112,7 @@ def test_per_task_timeout_kills_and_replaces(start_method: str) -> None:
 
 
 def test_pool_default_task_timeout(start_method: str) -> None:
-    with procly.get_context(start_method).Pool(1, task_timeout=0.3) as pool:
+    with procly.get_context(start_method).Pool(1, task_timeout=1.5) as pool:  # room for a fresh worker to import this module
         with pytest.raises(TaskTimeoutError):
             pool.apply(sleep_forever)
         with pytest.raises(TaskTimeoutError):

@@ -33,17 +33,15 @@ import atexit
 import os
 import pickle
 import select
-import sys
 import threading
 import time
-import traceback
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .._errors import PoolClosedError, SerializationError, TaskTimeoutError
-from .._futures_errors import BrokenProcessPool, WorkerCrashedError
+from .._errors import PoolClosedError, SerializationError
+from .._futures_errors import BrokenProcessPool
 from .._serial import _pickler
 from ._channel import Frame
 from ._messages import (
@@ -56,57 +54,21 @@ from ._messages import (
     TaskBatch,
 )
 from ._options import PoolOptions
+from ._recovery import BROKEN, CLOSING, DONE, RUN, TERMINATING, Recovery
 from ._remote_tb import RemoteError
-from ._supervisor import Launcher, Supervisor, WorkerSlot, describe_exit
+from ._supervisor import Launcher, Supervisor, WorkerSlot
 from ._tasks import Task
+from ._waiter import ResultWaiter, report_sink_error
 from ._worker import WorkerSetup
 
 __all__ = ("Engine", "ResultWaiter")
 
-_RUN, _CLOSING, _TERMINATING, _BROKEN, _DONE = range(5)
+_RUN, _CLOSING, _TERMINATING, _BROKEN, _DONE = RUN, CLOSING, TERMINATING, BROKEN, DONE
 _POLLIN = select.POLLIN | select.POLLHUP | select.POLLERR
 #: Seconds of queued work a worker may hold (see the module docstring).
 _TARGET_QUEUE_S = 0.005
 _MAX_PER_WORKER = 1024
 _SHUTDOWN_FRAME = pickle.dumps(Shutdown(), pickle.HIGHEST_PROTOCOL)
-
-
-class ResultWaiter:
-    """Where callers wait for results that report through plain flags (``Pool`` results).
-
-    The dispatcher notifies once per round in which it delivered something, and only if
-    someone waits, instead of setting one :class:`threading.Event` per task (that costs
-    about 3 us a task).  A waiter checks its flag and waits under :attr:`cond`, and the
-    dispatcher sets flags before it notifies, so no wake-up is lost.
-    """
-
-    __slots__ = ("cond", "waiters")
-
-    def __init__(self) -> None:
-        self.cond = threading.Condition(threading.Lock())
-        self.waiters = 0
-
-    def wait_for(self, ready: Callable[[], bool], timeout: float | None) -> bool:
-        """Wait until ``ready()`` or *timeout* seconds pass; returns ``ready()``."""
-        if ready():
-            return True
-        cond = self.cond
-        with cond:
-            self.waiters += 1
-            try:
-                if timeout is None:
-                    while not ready():
-                        cond.wait()
-                else:
-                    deadline = time.monotonic() + timeout
-                    while not ready():
-                        left = deadline - time.monotonic()
-                        if left <= 0:
-                            break
-                        cond.wait(left)
-            finally:
-                self.waiters -= 1
-        return ready()
 
 
 class _Registry:
@@ -130,13 +92,7 @@ class _Registry:
 _REGISTRY = _Registry()
 
 
-def _report_sink_error() -> None:
-    """A callback raised: print it like an unhandled thread exception, keep serving."""
-    print("Exception in a procly pool callback:", file=sys.stderr)
-    traceback.print_exc()
-
-
-class Engine:
+class Engine(Recovery):
     """A pool of worker processes running :class:`~._tasks.Task` objects.
 
     Raises from the constructor whatever starting a worker raises.  :meth:`submit` raises
@@ -321,7 +277,7 @@ class Engine:
             err = BrokenProcessPool(f"the pool's dispatcher thread failed: {exc!r}")
             err.__cause__ = exc
             self._break(err)
-            _report_sink_error()
+            report_sink_error()
         finally:
             self._kill_all()
             self._reap_all()
@@ -481,7 +437,7 @@ class Engine:
             try:
                 started = task.sink.task_started(task)
             except BaseException:
-                _report_sink_error()
+                report_sink_error()
                 started = False
             if not started:
                 self._finished += 1
@@ -612,174 +568,4 @@ class Engine:
         try:
             task.sink.task_done(task, ok, value)
         except BaseException:
-            _report_sink_error()
-
-    # -- worker loss -----------------------------------------------------------------------
-    def _on_exit(self, slot: WorkerSlot) -> None:
-        if slot.dead:  # killed by us earlier: just reap
-            self._unwatch_sentinel(slot)
-            slot.proc.join(5.0)
-            self._dying.pop(id(slot), None)
-            return
-        self._pump(slot)  # results sent before it died still count
-        if slot.dead:
-            return
-        slot.proc.join(5.0)
-        exitcode = slot.proc.exitcode
-        self._unwatch_sentinel(slot)
-        if slot.sock.fileno() != -1:
-            self._unwatch_sock(slot)
-        retired = slot.tasks_left == 0 and not slot.inflight
-        culprit, orphans = self._sup.lose(slot)
-        self._queue.extendleft(reversed(orphans))
-        if culprit is not None:
-            if culprit.cancelled:
-                self._finished += 1
-            else:
-                how = describe_exit(exitcode)
-                self._finish(
-                    culprit,
-                    False,
-                    WorkerCrashedError(
-                        f"the worker process (pid {slot.proc.pid}) running {culprit!r} "
-                        f"died unexpectedly ({how})",
-                        pid=slot.proc.pid,
-                        exitcode=exitcode,
-                    ),
-                )
-        elif not retired and not self._shutdown_sent and exitcode != 0 and slot.completed == 0:
-            self._startup_failures += 1
-            if self._startup_failures > 3 * self.options.processes + 3:
-                self._break(
-                    BrokenProcessPool(
-                        f"workers keep dying before running any task (last: pid "
-                        f"{slot.proc.pid}, {describe_exit(exitcode)})"
-                    )
-                )
-                return
-        self._replace()
-
-    def _replace(self) -> None:
-        with self._lock:
-            state = self._state
-            accepted = self._accepted
-            sources = self._sources
-        if state not in (_RUN, _CLOSING):
-            return
-        if state == _CLOSING and not self._queue and self._finished == accepted and not sources:
-            return
-        try:
-            slot = self._sup.spawn()
-        except BaseException as exc:
-            err = BrokenProcessPool(f"could not start a replacement worker: {exc!r}")
-            err.__cause__ = exc
-            self._break(err)
-            return
-        self._watch(slot)
-
-    def _kill(self, slot: WorkerSlot, task: Task, *, timed_out: bool) -> None:
-        """Kill *slot*'s worker because its running *task* timed out or was cancelled."""
-        try:
-            slot.proc.kill()
-        except Exception:  # pragma: no cover - already gone
-            pass
-        self._unwatch_sock(slot)
-        culprit, orphans = self._sup.lose(slot)
-        self._dying[id(slot)] = slot
-        self._queue.extendleft(reversed(orphans))
-        if culprit is not None:
-            if culprit.cancelled or not timed_out:
-                self._finished += 1
-            else:
-                self._finish(
-                    culprit,
-                    False,
-                    TaskTimeoutError(
-                        f"{culprit!r} exceeded its timeout of {culprit.timeout:g} s; its worker "
-                        f"(pid {slot.proc.pid}) was killed and replaced"
-                    ),
-                )
-        self._replace()
-
-    def _drop_queued(self) -> None:
-        kept: deque[Task] = deque()
-        for task in self._queue:
-            agree = getattr(task.sink, "cancel_queued", None)
-            try:
-                dropped = agree is not None and agree(task)
-            except BaseException:
-                _report_sink_error()
-                dropped = False
-            if dropped:
-                self._finished += 1
-            else:
-                kept.append(task)
-        self._queue.clear()
-        self._queue.extend(kept)
-
-    def _handle_cancels(self, cancels: list[Task]) -> None:
-        queue = self._queue
-        for task in cancels:
-            try:
-                queue.remove(task)
-            except ValueError:
-                pass
-            else:
-                self._finished += 1
-                continue
-            for slot in self._sup.slots:
-                if task in slot.inflight:
-                    task.cancelled = True
-                    if slot.inflight[0] is task:
-                        self._kill(slot, task, timed_out=False)
-                    break
-
-    # -- ending ----------------------------------------------------------------------------
-    def _all_tasks(self) -> list[Task]:
-        tasks = list(self._queue)
-        self._queue.clear()
-        for slot in self._sup.slots:
-            tasks.extend(slot.inflight)
-            slot.inflight.clear()
-        with self._lock:
-            tasks.extend(self._pending)
-            self._pending.clear()
-        return tasks
-
-    def _break(self, err: BaseException) -> None:
-        with self._lock:
-            self._broken = err
-            if self._state in (_RUN, _CLOSING):
-                self._state = _BROKEN
-        for task in self._all_tasks():
-            if task.cancelled:
-                continue
-            exc = BrokenProcessPool(str(err))
-            exc.__cause__ = err.__cause__
-            self._finish(task, False, exc)
-
-    def _terminate_now(self) -> None:
-        self._kill_all()
-        for task in self._all_tasks():
-            if not task.cancelled:
-                self._finish(task, False, PoolClosedError("the pool was terminated"))
-
-    def _kill_all(self) -> None:
-        for slot in [*self._sup.slots, *self._dying.values()]:
-            try:
-                slot.proc.kill()
-            except Exception:  # pragma: no cover
-                pass
-
-    def _reap_all(self) -> None:
-        for slot in [*self._sup.slots, *self._dying.values()]:
-            try:
-                slot.proc.join(5.0)
-            except Exception:  # pragma: no cover
-                pass
-            try:
-                slot.sock.close()
-            except OSError:  # pragma: no cover
-                pass
-        self._sup.slots.clear()
-        self._dying.clear()
+            report_sink_error()

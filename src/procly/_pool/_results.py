@@ -12,9 +12,9 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
-from .._engine._dispatcher import ResultWaiter
 from .._engine._lazy import LazyMap
 from .._engine._tasks import Task
+from .._engine._waiter import ResultWaiter
 from .._errors import TimeoutError as ProcTimeoutError
 
 __all__ = ("ApplyResult", "AsyncResult", "IMapIterator", "IMapUnorderedIterator", "MapResult")

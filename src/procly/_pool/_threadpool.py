@@ -26,10 +26,10 @@ from collections.abc import Callable, Iterable
 from itertools import starmap
 from typing import Any
 
-from .._engine._dispatcher import ResultWaiter
 from .._engine._messages import MODE_CALL, MODE_MAP
 from .._engine._options import PoolOptions
 from .._engine._tasks import EngineLike, Task
+from .._engine._waiter import ResultWaiter
 from .._errors import PoolClosedError
 from ._pool import Pool
 

@@ -1,0 +1,240 @@
+"""Worker loss, kills and the end of an engine (part of the dispatcher thread).
+
+Split from :mod:`._dispatcher` for size; :class:`Recovery` is a mixin of
+:class:`~._dispatcher.Engine` and runs only in its dispatcher thread.  The rules it applies:
+
+* a worker that exits on its own: results it sent first still count; then the task it was
+  running fails with :class:`~procly.errors.WorkerCrashedError` (pid, exit code or signal),
+  the tasks queued behind it go back to the front of the queue, and a new worker starts;
+* a worker killed by the engine (timeout, cancel): the same, except that the running task
+  fails with :class:`~procly.errors.TaskTimeoutError` or is dropped (cancelled);
+* workers that keep dying before running anything break the pool instead of respawning
+  forever;
+* breaking (an initializer failed) fails every unfinished task with
+  :class:`~procly.errors.BrokenProcessPool`; terminating fails them with
+  :class:`~procly.errors.PoolClosedError`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from .._errors import PoolClosedError, TaskTimeoutError
+from .._futures_errors import BrokenProcessPool, WorkerCrashedError
+from ._supervisor import Supervisor, WorkerSlot, describe_exit
+from ._tasks import Task
+from ._waiter import report_sink_error
+
+if TYPE_CHECKING:
+    from ._options import PoolOptions
+
+__all__ = ("Recovery",)
+
+RUN, CLOSING, TERMINATING, BROKEN, DONE = range(5)
+
+
+class Recovery:
+    """Worker-loss and shutdown handling of :class:`~._dispatcher.Engine` (a mixin)."""
+
+    # state owned by Engine (see its constructor)
+    options: PoolOptions
+    _lock: threading.Lock
+    _pending: deque[Task]
+    _queue: deque[Task]
+    _state: int
+    _accepted: int
+    _finished: int
+    _sources: int
+    _broken: BaseException | None
+    _sup: Supervisor
+    _dying: dict[int, WorkerSlot]
+    _startup_failures: int
+    _shutdown_sent: bool
+
+    # provided by Engine
+    def _pump(self, slot: WorkerSlot) -> None:
+        raise NotImplementedError
+
+    def _finish(self, task: Task, ok: bool, value: Any) -> None:
+        raise NotImplementedError
+
+    def _watch(self, slot: WorkerSlot) -> None:
+        raise NotImplementedError
+
+    def _unwatch_sock(self, slot: WorkerSlot) -> None:
+        raise NotImplementedError
+
+    def _unwatch_sentinel(self, slot: WorkerSlot) -> None:
+        raise NotImplementedError
+
+    # -- worker loss -----------------------------------------------------------------------
+    def _on_exit(self, slot: WorkerSlot) -> None:
+        if slot.dead:  # killed by us earlier: just reap
+            self._unwatch_sentinel(slot)
+            slot.proc.join(5.0)
+            self._dying.pop(id(slot), None)
+            return
+        self._pump(slot)  # results sent before it died still count
+        if slot.dead:
+            return
+        slot.proc.join(5.0)
+        exitcode = slot.proc.exitcode
+        self._unwatch_sentinel(slot)
+        if slot.sock.fileno() != -1:
+            self._unwatch_sock(slot)
+        retired = slot.tasks_left == 0 and not slot.inflight
+        culprit, orphans = self._sup.lose(slot)
+        self._queue.extendleft(reversed(orphans))
+        if culprit is not None:
+            if culprit.cancelled:
+                self._finished += 1
+            else:
+                how = describe_exit(exitcode)
+                self._finish(
+                    culprit,
+                    False,
+                    WorkerCrashedError(
+                        f"the worker process (pid {slot.proc.pid}) running {culprit!r} "
+                        f"died unexpectedly ({how})",
+                        pid=slot.proc.pid,
+                        exitcode=exitcode,
+                    ),
+                )
+        elif not retired and not self._shutdown_sent and exitcode != 0 and slot.completed == 0:
+            self._startup_failures += 1
+            if self._startup_failures > 3 * self.options.processes + 3:
+                self._break(
+                    BrokenProcessPool(
+                        f"workers keep dying before running any task (last: pid "
+                        f"{slot.proc.pid}, {describe_exit(exitcode)})"
+                    )
+                )
+                return
+        self._replace()
+
+    def _replace(self) -> None:
+        with self._lock:
+            state = self._state
+            accepted = self._accepted
+            sources = self._sources
+        if state not in (RUN, CLOSING):
+            return
+        if state == CLOSING and not self._queue and self._finished == accepted and not sources:
+            return
+        try:
+            slot = self._sup.spawn()
+        except BaseException as exc:
+            err = BrokenProcessPool(f"could not start a replacement worker: {exc!r}")
+            err.__cause__ = exc
+            self._break(err)
+            return
+        self._watch(slot)
+
+    def _kill(self, slot: WorkerSlot, task: Task, *, timed_out: bool) -> None:
+        """Kill *slot*'s worker because its running *task* timed out or was cancelled."""
+        try:
+            slot.proc.kill()
+        except Exception:  # pragma: no cover - already gone
+            pass
+        self._unwatch_sock(slot)
+        culprit, orphans = self._sup.lose(slot)
+        self._dying[id(slot)] = slot
+        self._queue.extendleft(reversed(orphans))
+        if culprit is not None:
+            if culprit.cancelled or not timed_out:
+                self._finished += 1
+            else:
+                self._finish(
+                    culprit,
+                    False,
+                    TaskTimeoutError(
+                        f"{culprit!r} exceeded its timeout of {culprit.timeout:g} s; its worker "
+                        f"(pid {slot.proc.pid}) was killed and replaced"
+                    ),
+                )
+        self._replace()
+
+    def _drop_queued(self) -> None:
+        kept: deque[Task] = deque()
+        for task in self._queue:
+            agree = getattr(task.sink, "cancel_queued", None)
+            try:
+                dropped = agree is not None and agree(task)
+            except BaseException:
+                report_sink_error()
+                dropped = False
+            if dropped:
+                self._finished += 1
+            else:
+                kept.append(task)
+        self._queue.clear()
+        self._queue.extend(kept)
+
+    def _handle_cancels(self, cancels: list[Task]) -> None:
+        queue = self._queue
+        for task in cancels:
+            try:
+                queue.remove(task)
+            except ValueError:
+                pass
+            else:
+                self._finished += 1
+                continue
+            for slot in self._sup.slots:
+                if task in slot.inflight:
+                    task.cancelled = True
+                    if slot.inflight[0] is task:
+                        self._kill(slot, task, timed_out=False)
+                    break
+
+    # -- ending ----------------------------------------------------------------------------
+    def _all_tasks(self) -> list[Task]:
+        tasks = list(self._queue)
+        self._queue.clear()
+        for slot in self._sup.slots:
+            tasks.extend(slot.inflight)
+            slot.inflight.clear()
+        with self._lock:
+            tasks.extend(self._pending)
+            self._pending.clear()
+        return tasks
+
+    def _break(self, err: BaseException) -> None:
+        with self._lock:
+            self._broken = err
+            if self._state in (RUN, CLOSING):
+                self._state = BROKEN
+        for task in self._all_tasks():
+            if task.cancelled:
+                continue
+            exc = BrokenProcessPool(str(err))
+            exc.__cause__ = err.__cause__
+            self._finish(task, False, exc)
+
+    def _terminate_now(self) -> None:
+        self._kill_all()
+        for task in self._all_tasks():
+            if not task.cancelled:
+                self._finish(task, False, PoolClosedError("the pool was terminated"))
+
+    def _kill_all(self) -> None:
+        for slot in [*self._sup.slots, *self._dying.values()]:
+            try:
+                slot.proc.kill()
+            except Exception:  # pragma: no cover
+                pass
+
+    def _reap_all(self) -> None:
+        for slot in [*self._sup.slots, *self._dying.values()]:
+            try:
+                slot.proc.join(5.0)
+            except Exception:  # pragma: no cover
+                pass
+            try:
+                slot.sock.close()
+            except OSError:  # pragma: no cover
+                pass
+        self._sup.slots.clear()
+        self._dying.clear()
