@@ -460,3 +460,14 @@ def test_frame_reader_reassembles_any_split(
         else:
             assert bytes(frame) == stream  # type: ignore[arg-type]
     assert reader.read_frame() is None
+
+
+def test_spawn_while_a_dead_workers_socket_is_closed(sup: Any) -> None:
+    # A worker's end of file can be seen before its sentinel: its socket is closed while
+    # its slot still exists, and a replacement started meanwhile must not trip on it.
+    first = sup.spawn()
+    first.sock.close()
+    second = sup.spawn()
+    setups = [setup for _, setup in sup.launcher.launched]
+    assert second in sup.slots
+    assert all(fd >= 0 for fd, _ in setups[1].close_fds)

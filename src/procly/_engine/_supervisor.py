@@ -99,14 +99,8 @@ class Supervisor:
         sock, end = channel_pair()
         close_fds: tuple[tuple[int, int], ...] = ()
         if self._close_inherited:
-            close_fds = tuple(
-                _identified(fd)
-                for fd in (
-                    *(s.sock.fileno() for s in self.slots if not s.dead),
-                    *self.parent_fds,
-                    sock.fileno(),
-                )
-            )
+            fds = (*(s.sock.fileno() for s in self.slots), *self.parent_fds, sock.fileno())
+            close_fds = tuple(_identified(fd) for fd in fds if fd >= 0)
         try:
             proc = self._launcher.launch(end, self._make_setup(close_fds))
         except BaseException:
@@ -193,8 +187,12 @@ class Supervisor:
 
 
 def _identified(fd: int) -> tuple[int, int]:
-    """``(fd, inode)``: a forked worker closes the descriptor only if it is still that file."""
-    return fd, os.fstat(fd).st_ino
+    """``(fd, inode)``: a forked worker closes the descriptor only if it is still that file
+    (inode -1, never matched, for a descriptor that is already gone)."""
+    try:
+        return fd, os.fstat(fd).st_ino
+    except OSError:
+        return fd, -1
 
 
 def describe_exit(exitcode: int | None) -> str:
