@@ -292,11 +292,12 @@ class _ClientState:
         if b"RebuildProxy" not in reply:  # no proxy inside: nothing to tell RebuildProxy
             return loads(reply)
         receiving = self.receiving
+        outer = receiving.authkey  # (a proxy's incref may call in while we unpickle)
         receiving.authkey = authkey  # proxies inside the reply belong to this server's key
         try:
             return loads(reply)
         finally:
-            receiving.authkey = None
+            receiving.authkey = outer
 
     def _pending(self, address: Any) -> list[bytes]:
         frames = []
