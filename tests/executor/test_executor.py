@@ -246,3 +246,14 @@ def test_submit_from_many_threads(executor: ProcessPoolExecutor) -> None:
     for t in threads:
         t.join(60)
     assert all(o == [j * j for j in range(200)] for o in out)
+
+
+def test_executor_dropped_without_shutdown_winds_down(start_method: str) -> None:
+    import gc
+
+    ex = ProcessPoolExecutor(1, mp_context=procly.get_context(start_method))
+    engine = ex._engine
+    assert ex.submit(square, 3).result(30) == 9
+    del ex
+    gc.collect()
+    assert engine is not None and engine.join(30)

@@ -286,3 +286,27 @@ def test_large_numpy_arrays_both_ways(pool: Pool) -> None:
     r = pool.apply(double_array, (arrays[0],))
     r += 1  # received arrays are writable
     assert r[0] == 1.0
+
+
+def test_abandoned_imap_does_not_block_close(start_method: str) -> None:
+    import gc
+
+    p = procly.get_context(start_method).Pool(2)
+    it = p.imap(square, infinite(), chunksize=1, buffersize=2)
+    assert next(it) == 0
+    del it
+    gc.collect()
+    p.close()
+    p.join()  # would hang if the abandoned feeder kept the pool open
+
+
+def test_unclosed_pool_warns_and_winds_down(start_method: str) -> None:
+    import gc
+
+    p = procly.get_context(start_method).Pool(1)
+    engine = p._engine
+    assert p.apply(square, (2,)) == 4
+    with pytest.warns(ResourceWarning, match="unclosed running pool"):
+        del p
+        gc.collect()
+    assert engine is not None and engine.join(30)
