@@ -268,7 +268,7 @@ def _task(timeout: float | None = None) -> Task:
 def sup() -> Any:
     clock = FakeClock()
     launcher = FakeLauncher()
-    s = Supervisor(launcher, lambda fds: WorkerSetup(None, (), None, fds), None, clock, True)
+    s = Supervisor(launcher, lambda fds: WorkerSetup(None, (), None, close_fds=fds), None, clock, True)
     s.clock = clock  # type: ignore[attr-defined]
     s.launcher = launcher  # type: ignore[attr-defined]
     spawned: list[Any] = []

@@ -226,3 +226,21 @@ def test_unterminated_pool_workers_die_at_interpreter_exit() -> None:
     while not all(_gone(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert all(_gone(p) for p in pids)
+
+
+def nested_sum(n: int) -> int:
+    ctx = procly.get_context("fork")
+    with ctx.Pool(2) as inner:
+        return sum(inner.map(square, range(n)))
+
+
+def nest_forever(depth: int) -> int:
+    with procly.get_context("fork").Pool(1) as inner:
+        return inner.apply(nest_forever, (depth + 1,))
+
+
+def test_nested_pools_and_depth_limit(start_method: str) -> None:
+    with procly.get_context(start_method).Pool(2) as pool:
+        assert pool.map(nested_sum, [3, 4]) == [5, 14]
+        with pytest.raises(RuntimeError, match="nested"):
+            pool.apply(nest_forever, (1,))

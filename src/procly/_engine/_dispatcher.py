@@ -59,7 +59,7 @@ from ._remote_tb import RemoteError
 from ._supervisor import Launcher, Supervisor, WorkerSlot
 from ._tasks import Task
 from ._waiter import ResultWaiter, report_sink_error
-from ._worker import WorkerSetup
+from ._worker import WorkerSetup, check_pool_depth
 
 __all__ = ("Engine", "ResultWaiter")
 
@@ -110,6 +110,7 @@ class Engine(Recovery):
         name: str = "procly-pool",
     ) -> None:
         self.options = options
+        self._depth = check_pool_depth()  # RuntimeError when nested too deep
         self._clock = clock
         self._lock = threading.Lock()
         self._pending: deque[Task] = deque()
@@ -151,7 +152,9 @@ class Engine(Recovery):
 
     def _setup(self, close_fds: tuple[tuple[int, int], ...]) -> WorkerSetup:
         o = self.options
-        return WorkerSetup(o.initializer, o.initargs, o.max_tasks_per_child, close_fds)
+        return WorkerSetup(
+            o.initializer, o.initargs, o.max_tasks_per_child, self._depth, close_fds
+        )
 
     # -- caller side -----------------------------------------------------------------------
     @property

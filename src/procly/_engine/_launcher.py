@@ -12,9 +12,13 @@ __all__ = ("ProcessLauncher",)
 
 
 class ProcessLauncher:
-    """Starts each worker as ``context.Process(target=worker_main, daemon=True)``.
+    """Starts each worker as ``context.Process(target=worker_main)``.
 
-    Workers are daemonic, as in the standard library: a pool's workers never outlive it.
+    Workers are *not* daemonic (unlike the standard library's), so that a task may use a
+    pool of its own (nesting is limited by :data:`~._worker.MAX_POOL_DEPTH`).  They still
+    never outlive their pool: the engine kills them when it ends, at interpreter exit
+    (before procly joins non-daemonic children), and procly's lifeline ends them if the
+    parent is killed.
     """
 
     def __init__(self, context: Any, name: str = "procly-worker") -> None:
@@ -28,7 +32,7 @@ class ProcessLauncher:
             target=worker_main,
             args=(end, setup),
             name=f"{self._name}-{self._count}",
-            daemon=True,
+            daemon=False,
         )
         proc.start()
         return proc  # type: ignore[no-any-return]

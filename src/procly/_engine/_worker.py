@@ -46,7 +46,23 @@ from ._messages import (
 )
 from ._remote_tb import capture, unpicklable_result
 
-__all__ = ("WorkerSetup", "worker_main")
+__all__ = ("MAX_POOL_DEPTH", "WorkerSetup", "check_pool_depth", "worker_main")
+
+#: How deeply pools may nest (a task using a pool whose tasks use a pool ...).
+MAX_POOL_DEPTH = 3
+#: Environment variable holding this process's pool depth (inherited by every start method).
+_DEPTH_ENV = "PROCLY_POOL_DEPTH"
+
+
+def check_pool_depth() -> int:
+    """The depth a new pool created here would have; :class:`RuntimeError` if too deep."""
+    depth = int(os.environ.get(_DEPTH_ENV, "0") or 0)
+    if depth >= MAX_POOL_DEPTH:
+        raise RuntimeError(
+            f"pools nested {depth} deep: a worker of a pool that is itself a worker of a "
+            f"pool ... may not start another (limit {MAX_POOL_DEPTH})"
+        )
+    return depth + 1
 
 _FN_CACHE_MAX = 64
 
@@ -58,6 +74,8 @@ class WorkerSetup:
     initializer: Callable[..., object] | None
     initargs: tuple[Any, ...]
     max_tasks: int | None
+    #: Nesting depth of the pool this worker belongs to (see :data:`MAX_POOL_DEPTH`).
+    depth: int = 1
     #: ``(fd, inode)`` of descriptors inherited under fork that belong to the parent (other
     #: workers' channels, the dispatcher's wake pipe); closed only if still that file.
     close_fds: tuple[tuple[int, int], ...] = ()
@@ -100,6 +118,7 @@ def _run(fn: Callable[..., Any], mode: int, payload: bytes, buffers: Any) -> Any
 def worker_main(end: ChannelEnd, setup: WorkerSetup) -> None:
     """Serve tasks from *end* until told to stop (the worker process's target)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.environ[_DEPTH_ENV] = str(setup.depth)
     for fd, inode in setup.close_fds:
         try:
             if os.fstat(fd).st_ino == inode:
