@@ -257,3 +257,16 @@ def test_executor_dropped_without_shutdown_winds_down(start_method: str) -> None
     del ex
     gc.collect()
     assert engine is not None and engine.join(30)
+
+
+def crash_once(marker: str) -> str:
+    if not os.path.exists(marker):
+        with open(marker, "w"):
+            pass
+        os._exit(4)
+    return "second try"
+
+
+def test_executor_retries(start_method: str, tmp_path: Any) -> None:
+    with ProcessPoolExecutor(1, mp_context=procly.get_context(start_method), retries=2) as ex:
+        assert ex.submit(crash_once, str(tmp_path / "m")).result(30) == "second try"

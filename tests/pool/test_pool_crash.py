@@ -244,3 +244,23 @@ def test_nested_pools_and_depth_limit(start_method: str) -> None:
         assert pool.map(nested_sum, [3, 4]) == [5, 14]
         with pytest.raises(RuntimeError, match="nested"):
             pool.apply(nest_forever, (1,))
+
+
+def crash_once(marker: str) -> str:
+    if not os.path.exists(marker):
+        with open(marker, "w"):
+            pass
+        os._exit(4)
+    return "second try"
+
+
+def test_retries_rerun_a_crashed_task(start_method: str, tmp_path: Any) -> None:
+    ctx = procly.get_context(start_method)
+    with ctx.Pool(1, retries=1) as pool:
+        assert pool.apply(crash_once, (str(tmp_path / "a"),)) == "second try"
+        with pytest.raises(WorkerCrashedError, match="after 1 retries"):
+            pool.apply(die_exit, (5,))
+    with ctx.Pool(1) as pool, pytest.raises(WorkerCrashedError):
+        pool.apply(crash_once, (str(tmp_path / "b"),))
+    with pytest.raises(ValueError):
+        ctx.Pool(1, retries=-1)

@@ -38,6 +38,7 @@ class PoolOptions:
     * ``initializer``/``initargs``: run once in each worker before its first task.
     * ``max_tasks_per_child``: a worker is replaced after this many tasks (``None``: never).
     * ``task_timeout``: default per-task timeout in seconds (``None``: none).
+    * ``retries``: how many times a task whose worker crashed is run again (default 0).
     * ``context``: the procly context whose ``Process`` starts the workers.
     * ``start_method``: its start method name (decides which inherited fds a worker closes).
     """
@@ -47,6 +48,7 @@ class PoolOptions:
     initargs: tuple[Any, ...] = ()
     max_tasks_per_child: int | None = None
     task_timeout: float | None = None
+    retries: int = 0
     context: Any = field(default=None, compare=False)
     start_method: str = "fork"
 
@@ -60,6 +62,7 @@ class PoolOptions:
         initargs: Iterable[Any] = (),
         max_tasks_per_child: int | None = None,
         task_timeout: float | None = None,
+        retries: int = 0,
         context: Any = None,
         start_method: str = "fork",
         processes_name: str = "processes",
@@ -84,12 +87,15 @@ class PoolOptions:
             if max_tasks_name == "maxtasksperchild":
                 raise ValueError("maxtasksperchild must be a positive int or None")
             raise ValueError(f"{max_tasks_name} must be >= 1")
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ValueError(f"retries must be an int >= 0, not {retries!r}")
         return cls(
             processes=processes,
             initializer=initializer,
             initargs=tuple(initargs),
             max_tasks_per_child=max_tasks_per_child,
             task_timeout=check_timeout(task_timeout, "task_timeout"),
+            retries=retries,
             context=context,
             start_method=start_method,
         )

@@ -4,7 +4,8 @@ Split from :mod:`._dispatcher` for size; :class:`Recovery` is a mixin of
 :class:`~._dispatcher.Engine` and runs only in its dispatcher thread.  The rules it applies:
 
 * a worker that exits on its own: results it sent first still count; then the task it was
-  running fails with :class:`~procly.errors.WorkerCrashedError` (pid, exit code or signal),
+  running is run again if the pool allows ``retries`` and it has some left, else it fails
+  with :class:`~procly.errors.WorkerCrashedError` (pid, exit code or signal),
   the tasks queued behind it go back to the front of the queue, and a new worker starts;
 * a worker killed by the engine (timeout, cancel): the same, except that the running task
   fails with :class:`~procly.errors.TaskTimeoutError` or is dropped (cancelled);
@@ -90,6 +91,9 @@ class Recovery:
         if culprit is not None:
             if culprit.cancelled:
                 self._finished += 1
+            elif culprit.attempts < self.options.retries:
+                culprit.attempts += 1  # retries=N: run it again, on a fresh worker
+                self._queue.appendleft(culprit)
             else:
                 how = describe_exit(exitcode)
                 self._finish(
@@ -97,7 +101,8 @@ class Recovery:
                     False,
                     WorkerCrashedError(
                         f"the worker process (pid {slot.proc.pid}) running {culprit!r} "
-                        f"died unexpectedly ({how})",
+                        f"died unexpectedly ({how})"
+                        + (f" after {culprit.attempts} retries" if culprit.attempts else ""),
                         pid=slot.proc.pid,
                         exitcode=exitcode,
                     ),

@@ -43,6 +43,7 @@ class Task:
 
     __slots__ = (
         "args",
+        "attempts",
         "cancelled",
         "duration",
         "fn",
@@ -77,6 +78,8 @@ class Task:
         self.tag = tag
         self.size = size
         self.cancelled = False
+        #: Times it was run again after its worker crashed (``retries=``).
+        self.attempts = 0
         #: Seconds the worker spent running it (set before ``task_done`` when it ran).
         self.duration = 0.0
 

@@ -7,6 +7,7 @@ It returns real :class:`concurrent.futures.Future` objects (a subclass), so
 * a worker that dies fails only the task it was running, with
   :class:`~procly.errors.WorkerCrashedError` (a :class:`BrokenProcessPool`), and is
   replaced; the executor stays usable (the standard one breaks for good);
+* ``retries=N`` runs a call whose worker crashed up to N more times;
 * ``Future.cancel()`` also stops a task that is already running (its worker is killed
   and replaced);
 * ``submit(..., timeout=)`` is not possible (it would shadow the function's own keyword),
@@ -105,6 +106,7 @@ class ProcessPoolExecutor(cf.Executor):
         *,
         max_tasks_per_child: int | None = None,
         task_timeout: float | None = None,
+        retries: int = 0,
     ) -> None:
         self._engine: Engine | None = None
         if mp_context is None:
@@ -116,6 +118,7 @@ class ProcessPoolExecutor(cf.Executor):
             initargs=initargs,
             max_tasks_per_child=max_tasks_per_child,
             task_timeout=task_timeout,
+            retries=retries,
             context=mp_context,
             start_method=mp_context.get_start_method(),
             processes_name="max_workers",

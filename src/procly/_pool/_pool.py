@@ -4,6 +4,7 @@ Differences from :class:`multiprocessing.pool.Pool`, all compatible:
 
 * a worker that dies mid-task (SIGKILL, segfault, ``os._exit``) fails only that task, with
   :class:`~procly.errors.WorkerCrashedError`, and is replaced (the standard pool hangs);
+* ``Pool(retries=N)`` runs a task whose worker crashed up to N more times;
 * ``apply_async(..., timeout=)`` and ``Pool(task_timeout=)`` kill and replace the worker of
   an overdue task, which fails with :class:`~procly.errors.TaskTimeoutError`;
 * ``imap``/``imap_unordered`` read their input lazily with at most ``buffersize`` chunks in
@@ -73,6 +74,7 @@ class Pool:
         context: Any = None,
         *,
         task_timeout: float | None = None,
+        retries: int = 0,
     ) -> None:
         self._engine: EngineLike | None = None
         if context is None:
@@ -86,6 +88,7 @@ class Pool:
             initargs=initargs,
             max_tasks_per_child=maxtasksperchild,
             task_timeout=task_timeout,
+            retries=retries,
             context=context,
             start_method=method,
         )
