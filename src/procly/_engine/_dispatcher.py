@@ -270,6 +270,7 @@ class Engine(Recovery):
         self._queue: deque[Task] = deque()
         self._poller = select.poll()
         self._fdmap: dict[int, tuple[int, WorkerSlot | None]] = {}
+        self._stale: set[int] = set()
         self._poller.register(self._wake_r, select.POLLIN)
         self._fdmap[self._wake_r] = (0, None)
         for slot in list(self._sup.slots):
@@ -307,6 +308,7 @@ class Engine(Recovery):
         if fd >= 0 and self._fdmap.get(fd, (0, None))[1] is slot:
             self._poller.unregister(fd)
             del self._fdmap[fd]
+            self._stale.add(fd)
         slot.sock.close()
 
     def _unwatch_sentinel(self, slot: WorkerSlot) -> None:
@@ -314,6 +316,7 @@ class Engine(Recovery):
         if self._fdmap.get(sentinel, (0, None))[1] is slot:
             self._poller.unregister(sentinel)
             del self._fdmap[sentinel]
+            self._stale.add(sentinel)
 
     def _loop(self) -> None:
         queue = self._queue
@@ -369,7 +372,13 @@ class Engine(Recovery):
                     os.read(self._wake_r, 4096)
                 except BlockingIOError:
                     pass
+            # A descriptor closed while handling this batch may already be reused by a
+            # new worker: its event belongs to the old one, skip it (poll reports again).
+            stale = self._stale
+            stale.clear()
             for fd, ev in events:
+                if fd in stale:
+                    continue
                 kind, owner = self._fdmap.get(fd, (-1, None))
                 if owner is None:
                     continue
