@@ -310,3 +310,14 @@ def test_unclosed_pool_warns_and_winds_down(start_method: str) -> None:
         del p
         gc.collect()
     assert engine is not None and engine.join(30)
+
+
+def test_remote_traceback_shows_the_arguments(pool: Pool) -> None:
+    with pytest.raises(ValueError) as info:
+        pool.apply(fail, ("x" * 1000,))
+    text = str(info.value.__cause__)
+    assert "in task: fail called with" in text
+    assert "..." in text and len(text) < 5000  # truncated
+    with pytest.raises(ValueError) as info:
+        pool.map(fail, [7, 8], chunksize=2)
+    assert "chunk of 2 items" in str(info.value.__cause__)

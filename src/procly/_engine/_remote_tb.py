@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from .._errors import RemoteTraceback, SerializationError
 from .._serial import _pickler
 
-__all__ = ("RemoteError", "capture", "unpicklable_result")
+__all__ = ("RemoteError", "capture", "describe_call", "unpicklable_result")
 
 #: A remote traceback longer than this is cut in the middle (it is text for humans).
 _MAX_TB_CHARS = 20_000
@@ -47,8 +47,8 @@ class RemoteError:
         return exc
 
 
-def _format(exc: BaseException) -> str:
-    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+def _format(exc: BaseException, context: str = "") -> str:
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)) + context
     if len(text) > _MAX_TB_CHARS:
         half = _MAX_TB_CHARS // 2
         text = text[:half] + "\n[... traceback truncated ...]\n" + text[-half:]
@@ -68,13 +68,31 @@ def _roundtrips(exc: BaseException) -> str | None:
     return None
 
 
-def capture(exc: BaseException) -> RemoteError:
+#: Longest description of a failing call's arguments in the remote traceback.
+_MAX_ARGS_CHARS = 300
+
+
+def describe_call(fn: object, args: object, how: str = "called with") -> str:
+    """``"in task: name called with args"``, the arguments' repr cut to a sane length
+    (never raises)."""
+    try:
+        name = getattr(fn, "__qualname__", None) or repr(fn)
+        shown = repr(args)
+    except Exception:
+        return ""
+    if len(shown) > _MAX_ARGS_CHARS:
+        shown = shown[: _MAX_ARGS_CHARS - 3] + "..."
+    return f"in task: {name} {how} {shown}\n"
+
+
+def capture(exc: BaseException, context: str = "") -> RemoteError:
     """Package *exc* (caught in a worker) for the trip to the parent.
 
-    Never raises: an exception that cannot travel is replaced by a
+    *context* (see :func:`describe_call`) is appended to the traceback text.  Never
+    raises: an exception that cannot travel is replaced by a
     :class:`~procly.errors.SerializationError` describing it.
     """
-    tb = _format(exc)
+    tb = _format(exc, context)
     # Tracebacks never pickle; the text above keeps what they said.
     exc.__traceback__ = None
     problem = _roundtrips(exc)

@@ -44,7 +44,7 @@ from ._messages import (
     Shutdown,
     TaskBatch,
 )
-from ._remote_tb import capture, unpicklable_result
+from ._remote_tb import capture, describe_call, unpicklable_result
 
 __all__ = ("MAX_POOL_DEPTH", "WorkerSetup", "check_pool_depth", "worker_main")
 
@@ -115,6 +115,21 @@ def _run(fn: Callable[..., Any], mode: int, payload: bytes, buffers: Any) -> Any
     return list(starmap(fn, chunk))
 
 
+def _context(fn: Any, mode: int, payload: bytes, buffers: Any) -> str:
+    """What the failing task was called with, for the remote traceback (cold path)."""
+    if isinstance(fn, BaseException) or fn is None:
+        return ""
+    try:
+        args = pickle.loads(payload, buffers=buffers)
+    except BaseException:
+        return ""
+    if mode == MODE_CALL_KW:
+        args = (*args[0], *(f"{k}={v!r}" for k, v in args[1].items()))
+    elif mode != MODE_CALL:
+        return describe_call(fn, args[:3], f"mapped over a chunk of {len(args)} items, first")
+    return describe_call(fn, args)
+
+
 def worker_main(end: ChannelEnd, setup: WorkerSetup) -> None:
     """Serve tasks from *end* until told to stop (the worker process's target)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -171,6 +186,7 @@ def _serve(sock: Any, setup: WorkerSetup) -> None:
             offset += count
             t0 = clock()
             value: Any = None
+            fn: Any = None
             try:
                 fi = fn_index[i]
                 fn = fns[fi]
@@ -191,7 +207,8 @@ def _serve(sock: Any, setup: WorkerSetup) -> None:
                     raise fn
                 value = _run(fn, modes[i], payloads[i], bufs)
             except BaseException as exc:
-                result = ResultItem(task_id, False, capture(exc), clock() - t0)
+                context = _context(fn, modes[i], payloads[i], bufs)
+                result = ResultItem(task_id, False, capture(exc, context), clock() - t0)
             else:
                 result = ResultItem(task_id, True, value, clock() - t0)
             _send(sock, result)
