@@ -270,3 +270,68 @@ def crash_once(marker: str) -> str:
 def test_executor_retries(start_method: str, tmp_path: Any) -> None:
     with ProcessPoolExecutor(1, mp_context=procly.get_context(start_method), retries=2) as ex:
         assert ex.submit(crash_once, str(tmp_path / "m")).result(30) == "second try"
+
+
+CTRL_C_EXECUTOR = """
+import sys, time
+import procly
+from procly.futures import ProcessPoolExecutor
+
+def sleep_forever():
+    time.sleep(3600)
+
+if __name__ == "__main__":
+    try:
+        with ProcessPoolExecutor(2, mp_context=procly.get_context(sys.argv[1])) as ex:
+            f = ex.submit(sleep_forever)
+            while not f.running():
+                time.sleep(0.01)
+            print("PIDS", *[s.proc.pid for s in ex._engine._sup.slots], flush=True)
+            f.result()
+    except KeyboardInterrupt:
+        print("INTERRUPTED", flush=True)
+"""
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def test_ctrl_c_in_executor_kills_workers(start_method: str, tmp_path: Any) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from _support.subproc import SRC
+
+    script = tmp_path / "ctrlc_ex.py"
+    script.write_text(CTRL_C_EXECUTOR)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), start_method],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=SRC),
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("PIDS"), line
+        pids = [int(p) for p in line.split()[1:]]
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+        assert "INTERRUPTED" in out, err
+        assert time.monotonic() - t0 < 20  # bound only: no wait for the sleeping task
+        deadline = time.monotonic() + 10
+        while not all(_gone(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert all(_gone(p) for p in pids)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

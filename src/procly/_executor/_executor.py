@@ -236,6 +236,20 @@ class ProcessPoolExecutor(cf.Executor):
         if wait:
             engine.join()
 
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool | None:
+        """Like the standard library (``shutdown(wait=True)``), except after Ctrl-C:
+        ``KeyboardInterrupt`` kills the workers at once instead of waiting for them."""
+        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+            with self._shutdown_lock:
+                self._shutdown = True
+            for lazy in list(self._maps):
+                lazy.close()
+            if self._engine is not None:
+                self._engine.terminate()
+            return None
+        self.shutdown(wait=True)
+        return None
+
     def __del__(self) -> None:
         engine = getattr(self, "_engine", None)
         if engine is not None and not getattr(self, "_shutdown", True):
