@@ -20,7 +20,10 @@ import os
 import threading
 import weakref
 from collections.abc import Callable
-from typing import Any
+
+TYPE_CHECKING = False  # not typing's: importing typing costs every spawned child ~3 ms
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ("HOOKS", "AfterForkRegistry", "register_after_fork", "register_internal")
 

@@ -24,7 +24,10 @@ import os
 import threading
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+
+TYPE_CHECKING = False  # not typing's: importing typing costs every spawned child ~3 ms
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ("FINALIZERS", "Finalize", "FinalizerRegistry", "is_exiting", "run_finalizers")
 

@@ -18,13 +18,16 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
 
 from ._afterfork import register_internal
 from ._finalize import FINALIZERS, run_finalizers
 from ._spawning import is_spawning
 
+TYPE_CHECKING = False  # not typing's: importing typing costs every spawned child ~3 ms
+
 if TYPE_CHECKING:
+    from typing import Any
+
     from ._launch import Popen
 
 __all__ = (

@@ -32,9 +32,14 @@ import pickle
 import sys
 import types
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
 
 from .._errors import SerializationError
+
+TYPE_CHECKING = False  # not typing's: importing typing costs every spawned child ~3 ms
+if TYPE_CHECKING:
+    from typing import Any, TypeAlias
+
+    Reducer: TypeAlias = Callable[[Any], str | tuple[Any, ...]]
 
 __all__ = (
     "OOB_THRESHOLD",
@@ -48,7 +53,6 @@ __all__ = (
 #: Buffers smaller than this are copied into the pickle stream; larger ones go out-of-band.
 OOB_THRESHOLD = 64 * 1024
 
-Reducer = Callable[[Any], "str | tuple[Any, ...]"]
 
 
 class _ReducerRegistry:
