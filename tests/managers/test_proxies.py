@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import pickle
 import queue
 import threading
@@ -375,3 +376,34 @@ def test_forked_child_keeps_inherited_proxies_alive() -> None:
         assert p.exitcode == 0
         # released when the server notices the child's connection closed (asynchronously)
         assert _eventually(lambda: m._number_of_objects() == base - 1)
+
+
+def _churn(shared: Any, rounds: int) -> None:
+    for i in range(rounds):
+        inner = shared.get("template")  # a proxy returned by the server
+        lst = [inner]
+        shared[("tmp", os.getpid(), i % 3)] = lst
+        del lst, inner
+
+
+def test_reference_counts_survive_concurrent_churn(start_method: str) -> None:
+    """Threads and processes creating, nesting, returning and dropping proxies at once:
+    afterwards only what is still referenced remains."""
+    ctx = procly.get_context(start_method)
+    with ctx.Manager() as m:
+        shared = m.dict()
+        shared["template"] = m.list([1, 2])
+        threads = [threading.Thread(target=_churn, args=(shared, 30)) for _ in range(3)]
+        procs = [ctx.Process(target=_churn, args=(shared, 30)) for _ in range(2)]
+        for worker in [*threads, *procs]:
+            worker.start()
+        for t in threads:
+            t.join(60)
+        for p in procs:
+            p.join(60)
+            assert p.exitcode == 0
+        for key in [k for k in shared if k != "template"]:
+            del shared[key]
+        assert shared["template"][:] == [1, 2]
+        # the dict, the template list, and nothing else once the server saw every goodbye
+        assert _eventually(lambda: m._number_of_objects() == 2)
