@@ -27,6 +27,7 @@ Why not plain :mod:`pickle`:
 from __future__ import annotations
 
 import copyreg
+import importlib
 import io
 import pickle
 import sys
@@ -106,7 +107,12 @@ def _findable_by_name(obj: Any) -> bool:
         return False
     target: Any = sys.modules.get(module_name)
     if target is None:
-        return False
+        # What pickle's own save_global does: a class whose public home (``__module__``) has
+        # not been imported yet is still found by name.
+        try:
+            target = importlib.import_module(module_name)
+        except Exception:
+            return False
     for part in qualname.split("."):
         target = getattr(target, part, None)
         if target is None:
