@@ -16,6 +16,7 @@ from concurrent.futures import wait as wait
 
 from ._errors import TaskTimeoutError as TaskTimeoutError
 from ._executor._executor import ProcessPoolExecutor as ProcessPoolExecutor
+from ._executor._reusable import get_reusable_executor as get_reusable_executor
 from ._futures_errors import BrokenProcessPool as BrokenProcessPool
 from ._futures_errors import WorkerCrashedError as WorkerCrashedError
 
@@ -30,5 +31,6 @@ __all__ = (
     "TaskTimeoutError",
     "WorkerCrashedError",
     "as_completed",
+    "get_reusable_executor",
     "wait",
 )

@@ -335,3 +335,24 @@ def test_ctrl_c_in_executor_kills_workers(start_method: str, tmp_path: Any) -> N
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_reusable_executor_is_shared_and_replaced(start_method: str) -> None:
+    from procly._executor._reusable import _HOLDER
+    from procly.futures import get_reusable_executor
+
+    ctx = procly.get_context(start_method)
+    try:
+        first = get_reusable_executor(1, ctx)
+        assert get_reusable_executor(1, ctx) is first
+        assert first.submit(square, 3).result(30) == 9
+        second = get_reusable_executor(2, ctx)
+        assert second is not first
+        assert second.submit(square, 4).result(30) == 16
+        second.shutdown()
+        third = get_reusable_executor(2, ctx)
+        assert third is not second
+        assert third.submit(square, 5).result(30) == 25
+        first.shutdown()  # already winding down; wait for it
+    finally:
+        _HOLDER.reset()
