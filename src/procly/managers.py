@@ -13,6 +13,7 @@ from ._managers._proxies import AcquirerProxy as AcquirerProxy
 from ._managers._proxies import ArrayProxy as ArrayProxy
 from ._managers._proxies import BarrierProxy as BarrierProxy
 from ._managers._proxies import BaseListProxy as BaseListProxy
+from ._managers._proxies import BasePoolProxy as BasePoolProxy
 from ._managers._proxies import ConditionProxy as ConditionProxy
 from ._managers._proxies import DictProxy as DictProxy
 from ._managers._proxies import EventProxy as EventProxy
@@ -27,6 +28,8 @@ from ._managers._proxy import MakeProxyType as MakeProxyType
 from ._managers._proxy import RebuildProxy as RebuildProxy
 from ._managers._proxy import RemoteError as RemoteError
 from ._managers._proxy import Token as Token
+from ._managers._proxy import all_methods as all_methods
+from ._managers._proxy import public_methods as public_methods
 from ._managers._server import Server as Server
 from ._managers._shm_manager import SharedMemoryManager as SharedMemoryManager
 from ._managers._shm_manager import SharedMemoryServer as SharedMemoryServer
@@ -43,6 +46,7 @@ __all__ = (
     "BarrierProxy",
     "BaseListProxy",
     "BaseManager",
+    "BasePoolProxy",
     "BaseProxy",
     "ConditionProxy",
     "DictProxy",
@@ -63,4 +67,6 @@ __all__ = (
     "Token",
     "Value",
     "ValueProxy",
+    "all_methods",
+    "public_methods",
 )

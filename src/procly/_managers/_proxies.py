@@ -25,6 +25,7 @@ __all__ = (
     "ArrayProxy",
     "BarrierProxy",
     "BaseListProxy",
+    "BasePoolProxy",
     "ConditionProxy",
     "DictProxy",
     "EventProxy",
@@ -297,7 +298,7 @@ ArrayProxy = MakeProxyType("ArrayProxy", ("__len__", "__getitem__", "__setitem__
 ArrayProxy.__module__ = "procly.managers"
 
 BasePoolProxy = MakeProxyType(
-    "PoolProxy",
+    "BasePoolProxy",
     (
         "apply",
         "apply_async",
@@ -312,6 +313,7 @@ BasePoolProxy = MakeProxyType(
         "terminate",
     ),
 )
+BasePoolProxy.__module__ = "procly.managers"
 BasePoolProxy._method_to_typeid_ = {
     "apply_async": "AsyncResult",
     "map_async": "AsyncResult",

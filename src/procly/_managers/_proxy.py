@@ -259,18 +259,21 @@ def AutoProxy(
     return proxy
 
 
-def public_methods(obj: Any) -> list[str]:
-    """The names of the callable public attributes of *obj* (what AutoProxy exposes)."""
+def all_methods(obj: Any) -> list[str]:
+    """The names of every callable attribute of *obj* (standard-library helper)."""
     names = []
     for name in dir(obj):
-        if name[0] == "_":
-            continue
         try:
             if callable(getattr(obj, name)):
                 names.append(name)
         except Exception:
             continue
     return names
+
+
+def public_methods(obj: Any) -> list[str]:
+    """The names of the callable public attributes of *obj* (what AutoProxy exposes)."""
+    return [name for name in all_methods(obj) if name[0] != "_"]
 
 
 def _as_list(view: Any) -> tuple[Any, ...]:
