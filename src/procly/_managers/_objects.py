@@ -34,13 +34,15 @@ Registry = dict[str, tuple[Any, Any, Any, Any]]
 
 
 class _Entry:
-    __slots__ = ("exposed", "method_to_typeid", "names", "obj", "refcount", "typeid")
+    __slots__ = ("exposed", "method_to_typeid", "names", "obj", "plain", "refcount", "typeid")
 
     def __init__(
         self, obj: Any, typeid: str, names: tuple[str, ...], m2t: dict[str, str] | None
     ) -> None:
         self.obj, self.typeid, self.names, self.method_to_typeid = obj, typeid, names, m2t
         self.exposed = frozenset(names)
+        #: Exposed methods whose result is returned as is (not made a shared object).
+        self.plain = self.exposed.difference(m2t or ())
         self.refcount = 0
 
 
@@ -151,19 +153,15 @@ class ObjectTable:
         :class:`EOFError` when the peer closes, :class:`~procly.errors.FrameError` for a
         malformed frame, :class:`OSError` when a reply cannot be sent.
         """
-        objects, recv, send, pdumps = self.objects, ch.recv_frame, ch.send_frame, pickle.dumps
+        objects, recv, pdumps = self.objects, ch.recv_frame, pickle.dumps
+        sendall, pack = ch.sock.sendall, _wire.HEADER.pack
         entry: _Entry | None
         while True:
             data = recv()
             try:
                 ident, name, args, kwds = ploads(data)
                 entry = objects.get(ident) if ident is not None else None
-                fast = (
-                    entry is not None
-                    and not kwds
-                    and name in entry.exposed
-                    and (entry.method_to_typeid is None or name not in entry.method_to_typeid)
-                )
+                fast = entry is not None and not kwds and name in entry.plain
             except Exception as exc:
                 raise FrameError(f"malformed request ({type(exc).__name__}: {exc})") from None
             if not fast:
@@ -180,7 +178,8 @@ class ObjectTable:
                 entry = None  # an idle thread must not keep a released referent alive
                 args = ()
             if type(res) in _SIMPLE:
-                send(pdumps((RETURN, res), 5))
+                data = pdumps((RETURN, res), 5)
+                sendall(pack(len(data)) + data)
             else:
                 self._reply(ch, client, (RETURN, res))
             res = None

@@ -43,6 +43,7 @@ from .._proc._auth import answer_challenge, deliver_challenge
 __all__ = (
     "BIG",
     "HANDSHAKE_MAX",
+    "HEADER",
     "MAX_FRAME",
     "Channel",
     "accepted",
@@ -50,7 +51,8 @@ __all__ = (
     "family_of",
 )
 
-_HDR = struct.Struct("!Q")
+#: The frame header: the payload's length, 8 bytes big-endian.
+HEADER = _HDR = struct.Struct("!Q")
 #: The largest frame accepted before the peer is authenticated.
 HANDSHAKE_MAX = 256
 #: The largest frame accepted from an authenticated peer (a larger length is garbage).
@@ -122,10 +124,17 @@ class Channel:
         and one ``recv_into``.  Raises what :meth:`send_frame` and :meth:`recv_frame` raise.
         """
         n = len(data)
-        if n <= _BUFSIZE:
-            self.sock.sendall(_HDR.pack(n) + data)
-        else:
+        if n > _BUFSIZE or self._start != self._end or self.deadline is not None:
             self.send_frame(data)
+            return self.recv_frame()
+        sock = self.sock
+        sock.sendall(_HDR.pack(n) + data)
+        got = sock.recv_into(self._buf)
+        if got >= 8 and got == 8 + _HDR.unpack_from(self._buf)[0]:
+            return bytes(self._view[8:got])
+        if not got:
+            raise EOFError("the peer closed the connection")
+        self._start, self._end = 0, got
         return self.recv_frame()
 
     def send_frames(self, frames: list[bytes]) -> None:
