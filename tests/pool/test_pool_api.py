@@ -321,3 +321,25 @@ def test_remote_traceback_shows_the_arguments(pool: Pool) -> None:
     with pytest.raises(ValueError) as info:
         pool.map(fail, [7, 8], chunksize=2)
     assert "chunk of 2 items" in str(info.value.__cause__)
+
+
+def thread_env() -> tuple[str | None, str | None]:
+    return os.environ.get("OMP_NUM_THREADS"), os.environ.get("OPENBLAS_NUM_THREADS")
+
+
+def test_native_thread_pools_are_limited(start_method: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    ctx = procly.get_context(start_method)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    with ctx.Pool(2, thread_limit=3) as p:
+        assert p.apply(thread_env) == ("3", "3")
+    with ctx.Pool(1, thread_limit=None) as p:
+        assert p.apply(thread_env) == (None, None)
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")  # the user's choice wins: not overridden
+    with ctx.Pool(1) as p:
+        omp, blas = p.apply(thread_env)
+    # (a forkserver's children see the server's environment, as in the standard library)
+    assert omp == ("7" if start_method != "forkserver" else None)
+    assert blas is not None
+    with pytest.raises(ValueError):
+        ctx.Pool(1, thread_limit=0)

@@ -59,7 +59,7 @@ from ._remote_tb import RemoteError
 from ._supervisor import Launcher, Supervisor, WorkerSlot
 from ._tasks import Task
 from ._waiter import ResultWaiter, report_sink_error
-from ._worker import WorkerSetup, check_pool_depth
+from ._worker import WorkerSetup, check_pool_depth, native_thread_env
 
 __all__ = ("Engine", "ResultWaiter")
 
@@ -153,7 +153,12 @@ class Engine(Recovery):
     def _setup(self, close_fds: tuple[tuple[int, int], ...]) -> WorkerSetup:
         o = self.options
         return WorkerSetup(
-            o.initializer, o.initargs, o.max_tasks_per_child, self._depth, close_fds
+            o.initializer,
+            o.initargs,
+            o.max_tasks_per_child,
+            self._depth,
+            native_thread_env(o.thread_limit),
+            close_fds,
         )
 
     # -- caller side -----------------------------------------------------------------------

@@ -8,6 +8,7 @@ the standard library raises for the same mistake, so the engine never re-checks 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +40,8 @@ class PoolOptions:
     * ``max_tasks_per_child``: a worker is replaced after this many tasks (``None``: never).
     * ``task_timeout``: default per-task timeout in seconds (``None``: none).
     * ``retries``: how many times a task whose worker crashed is run again (default 0).
+    * ``thread_limit``: cap on each worker's native (BLAS/OpenMP) thread pools; the
+      default ``"auto"`` is ``cpu_count // processes`` (at least 1), ``None`` leaves them.
     * ``context``: the procly context whose ``Process`` starts the workers.
     * ``start_method``: its start method name (decides which inherited fds a worker closes).
     """
@@ -49,6 +52,7 @@ class PoolOptions:
     max_tasks_per_child: int | None = None
     task_timeout: float | None = None
     retries: int = 0
+    thread_limit: int | None = None
     context: Any = field(default=None, compare=False)
     start_method: str = "fork"
 
@@ -63,6 +67,7 @@ class PoolOptions:
         max_tasks_per_child: int | None = None,
         task_timeout: float | None = None,
         retries: int = 0,
+        thread_limit: int | str | None = "auto",
         context: Any = None,
         start_method: str = "fork",
         processes_name: str = "processes",
@@ -89,6 +94,15 @@ class PoolOptions:
             raise ValueError(f"{max_tasks_name} must be >= 1")
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise ValueError(f"retries must be an int >= 0, not {retries!r}")
+        limit: int | None
+        if thread_limit == "auto":
+            limit = max(1, (os.cpu_count() or 1) // processes)
+        elif thread_limit is None:
+            limit = None
+        elif isinstance(thread_limit, int) and not isinstance(thread_limit, bool) and thread_limit >= 1:
+            limit = thread_limit
+        else:
+            raise ValueError(f"thread_limit must be 'auto', None or an int >= 1, not {thread_limit!r}")
         return cls(
             processes=processes,
             initializer=initializer,
@@ -96,6 +110,7 @@ class PoolOptions:
             max_tasks_per_child=max_tasks_per_child,
             task_timeout=check_timeout(task_timeout, "task_timeout"),
             retries=retries,
+            thread_limit=limit,
             context=context,
             start_method=start_method,
         )

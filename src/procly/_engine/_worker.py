@@ -46,12 +46,60 @@ from ._messages import (
 )
 from ._remote_tb import capture, describe_call, unpicklable_result
 
-__all__ = ("MAX_POOL_DEPTH", "WorkerSetup", "check_pool_depth", "worker_main")
+__all__ = (
+    "MAX_POOL_DEPTH",
+    "THREAD_LIMIT_VARS",
+    "WorkerSetup",
+    "check_pool_depth",
+    "limit_native_threads",
+    "native_thread_env",
+    "worker_main",
+)
 
 #: How deeply pools may nest (a task using a pool whose tasks use a pool ...).
 MAX_POOL_DEPTH = 3
 #: Environment variable holding this process's pool depth (inherited by every start method).
 _DEPTH_ENV = "PROCLY_POOL_DEPTH"
+
+
+#: Thread-pool size variables of the usual native libraries (OpenMP, OpenBLAS, MKL, ...).
+THREAD_LIMIT_VARS = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "BLIS_NUM_THREADS",
+)
+
+
+def native_thread_env(limit: int | None) -> tuple[tuple[str, str], ...]:
+    """The variables a worker should set to cap native thread pools at *limit* (parent side).
+
+    A variable set in the parent's environment is left out: the user's choice wins.  (It is
+    computed in the parent because a forkserver's children inherit the server's
+    environment, not the parent's current one.)
+    """
+    if limit is None:
+        return ()
+    return tuple((name, str(limit)) for name in THREAD_LIMIT_VARS if name not in os.environ)
+
+
+def limit_native_threads(env: tuple[tuple[str, str], ...]) -> None:
+    """Apply :func:`native_thread_env`'s result in the worker.
+
+    Through the environment this takes effect for libraries loaded after the worker starts
+    (spawn, forkserver); if :mod:`threadpoolctl` is installed, pools already loaded (fork)
+    are limited too.
+    """
+    if not env:
+        return
+    os.environ.update(env)
+    try:
+        import threadpoolctl  # type: ignore[import-not-found]
+    except ImportError:
+        return
+    threadpoolctl.threadpool_limits(int(env[0][1]))  # pragma: no cover - optional dependency
 
 
 def check_pool_depth() -> int:
@@ -76,6 +124,8 @@ class WorkerSetup:
     max_tasks: int | None
     #: Nesting depth of the pool this worker belongs to (see :data:`MAX_POOL_DEPTH`).
     depth: int = 1
+    #: Variables capping native (BLAS/OpenMP) thread pools (see :func:`native_thread_env`).
+    thread_env: tuple[tuple[str, str], ...] = ()
     #: ``(fd, inode)`` of descriptors inherited under fork that belong to the parent (other
     #: workers' channels, the dispatcher's wake pipe); closed only if still that file.
     close_fds: tuple[tuple[int, int], ...] = ()
@@ -134,6 +184,7 @@ def worker_main(end: ChannelEnd, setup: WorkerSetup) -> None:
     """Serve tasks from *end* until told to stop (the worker process's target)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ[_DEPTH_ENV] = str(setup.depth)
+    limit_native_threads(setup.thread_env)
     for fd, inode in setup.close_fds:
         try:
             if os.fstat(fd).st_ino == inode:

@@ -107,6 +107,7 @@ class ProcessPoolExecutor(cf.Executor):
         max_tasks_per_child: int | None = None,
         task_timeout: float | None = None,
         retries: int = 0,
+        thread_limit: int | str | None = "auto",
     ) -> None:
         self._engine: Engine | None = None
         if mp_context is None:
@@ -119,6 +120,7 @@ class ProcessPoolExecutor(cf.Executor):
             max_tasks_per_child=max_tasks_per_child,
             task_timeout=task_timeout,
             retries=retries,
+            thread_limit=thread_limit,
             context=mp_context,
             start_method=mp_context.get_start_method(),
             processes_name="max_workers",

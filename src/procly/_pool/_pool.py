@@ -75,6 +75,7 @@ class Pool:
         *,
         task_timeout: float | None = None,
         retries: int = 0,
+        thread_limit: int | str | None = "auto",
     ) -> None:
         self._engine: EngineLike | None = None
         if context is None:
@@ -89,6 +90,7 @@ class Pool:
             max_tasks_per_child=maxtasksperchild,
             task_timeout=task_timeout,
             retries=retries,
+            thread_limit=thread_limit,
             context=context,
             start_method=method,
         )

@@ -200,6 +200,7 @@ class ThreadPool(Pool):
             initializer=initializer,
             initargs=initargs,
             start_method="thread",
+            thread_limit=None,
         )
         self._processes = options.processes
         self._closed = False
