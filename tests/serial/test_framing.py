@@ -249,16 +249,24 @@ def test_more_parts_than_iov_max_go_in_batches() -> None:
 def test_any_chunking_and_buffer_size_decode_the_same(payloads: list[bytes], chunk: int, bufsize: int) -> None:
     """Frames split at arbitrary points, through a tiny read-ahead buffer, decode exactly."""
     stream = b"".join(_frame(p) for p in payloads)
+    import threading
+
     a, b = socket.socketpair()
-    try:
+
+    def feed() -> None:  # from a thread: many tiny sends can exceed the socket buffer
         for i in range(0, len(stream), chunk):
             a.sendall(stream[i : i + chunk])
         a.close()
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    try:
         reader = _reader(b, bufsize=bufsize)
         assert [_read_payload(reader)[1] for _ in payloads] == payloads
         with pytest.raises(EOFError):
             reader.read_header()
     finally:
+        feeder.join()
         a.close()
         b.close()
 

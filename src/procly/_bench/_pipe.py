@@ -7,6 +7,9 @@ the connection differs.
 * round trip of a small object: ping-pong of an ``int``; seconds per round trip.
 * 64 MiB NumPy array through ``send``/``recv`` to a child, which acknowledges; MB/s.
 * 64 MiB ``bytes`` through ``send_bytes``/``recv_bytes``, acknowledged; MB/s.
+
+The peer ``raw socketpair`` does the same with bare ``socket`` calls (no framing, no
+pickling, one preallocated receive buffer): the floor/ceiling the kernel allows here.
 """
 
 from __future__ import annotations
@@ -56,6 +59,67 @@ def _with_child(make_pipe: Callable[[], Any], child: Callable[[Any], None], pare
     finally:
         ours.close()
         os.waitpid(pid, 0)
+
+
+def _raw_pipe() -> Any:
+    import socket
+
+    return socket.socketpair()
+
+
+def _recv_exact(sock: Any, view: memoryview) -> None:
+    got = 0
+    while got < len(view):
+        n = sock.recv_into(view[got:])
+        if n == 0:
+            raise EOFError
+        got += n
+
+
+def _raw_echo(sock: Any) -> None:
+    view = memoryview(bytearray(8))
+    while True:
+        _recv_exact(sock, view)
+        sock.sendall(view)
+
+
+def _raw_round_trip(n: int) -> Callable[[], float]:
+    def parent(sock: Any) -> float:
+        view = memoryview(bytearray(8))
+        for i in range(50):
+            sock.sendall(i.to_bytes(8, "little"))
+            _recv_exact(sock, view)
+        start = time.perf_counter()
+        for i in range(n):
+            sock.sendall(i.to_bytes(8, "little"))
+            _recv_exact(sock, view)
+        return (time.perf_counter() - start) / n
+
+    return lambda: _with_child(_raw_pipe, _raw_echo, parent)
+
+
+def _raw_ack(sock: Any) -> None:
+    head = memoryview(bytearray(8))
+    buf = memoryview(bytearray(_SIZE))  # preallocated once: the kernel's copy is the only one
+    while True:
+        _recv_exact(sock, head)
+        size = int.from_bytes(head, "little")
+        _recv_exact(sock, buf[:size])
+        sock.sendall(head)
+
+
+def _raw_bytes_rate(n: int) -> Callable[[], float]:
+    data = os.urandom(_MiB) * (_SIZE // _MiB)
+
+    def parent(sock: Any) -> float:
+        head = memoryview(bytearray(8))
+        start = time.perf_counter()
+        for _ in range(n):
+            sock.sendmsg([len(data).to_bytes(8, "little"), data])
+            _recv_exact(sock, head)
+        return n * _SIZE / _MiB / (time.perf_counter() - start)
+
+    return lambda: _with_child(_raw_pipe, _raw_ack, parent)
 
 
 def _echo(conn: Any) -> None:
@@ -131,7 +195,11 @@ def cases(quick: bool) -> list[Case]:
             "time",
             "s",
             0.8,
-            {"procly": _round_trip(_procly_pipe, trips), "stdlib": _round_trip(_stdlib_pipe, trips)},
+            {
+                "procly": _round_trip(_procly_pipe, trips),
+                "stdlib": _round_trip(_stdlib_pipe, trips),
+                "raw socketpair": _raw_round_trip(trips),
+            },
         ),
     ]
     try:
@@ -154,7 +222,11 @@ def cases(quick: bool) -> list[Case]:
             "rate",
             "MB/s",
             1.3,
-            {"procly": _bytes_rate(_procly_pipe, big), "stdlib": _bytes_rate(_stdlib_pipe, big)},
+            {
+                "procly": _bytes_rate(_procly_pipe, big),
+                "stdlib": _bytes_rate(_stdlib_pipe, big),
+                "raw socketpair": _raw_bytes_rate(big),
+            },
         )
     )
     return result

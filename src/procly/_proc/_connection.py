@@ -63,7 +63,12 @@ T = TypeVar("T")
 _MAGIC = fr.MAGIC
 _pack = fr.HEADER.pack
 _HIGHEST = pickle.HIGHEST_PROTOCOL
+#: Types whose pickle no reducer can change (bytes is handled apart: it is not pickled).
+_ATOMS = frozenset({int, float, str, bool, type(None), complex})
 _loads = pickle.loads
+_dumps = pickle.dumps
+_write = os.write
+_KIND_PICKLE = fr.KIND_PICKLE
 #: Payloads below this size are concatenated with their header (one small copy beats an iovec).
 _SMALL = 64 * 1024
 #: Socket buffer size asked for a Pipe: fewer wake-ups per large message.
@@ -232,6 +237,16 @@ class Connection:
         if self._handle is None or not self._writable:
             self._check_write()
         cls = type(obj)
+        if cls in _ATOMS:  # the round-trip fast path: no pickler object, no fd channel
+            stream = _dumps(obj, _HIGHEST)
+            if len(stream) < _SMALL:
+                data = _pack(_MAGIC, _KIND_PICKLE, 0, 0, len(stream)) + stream
+                sent = _write(self._handle, data)  # type: ignore[arg-type]  # checked above
+                if sent != len(data):  # a signal, or a full socket buffer
+                    self._sendall(memoryview(data)[sent:])
+                return
+            self._send_frame(fr.KIND_PICKLE, stream)
+            return
         if cls is bytes:
             self._send_frame(fr.KIND_BYTESOBJ, obj)
             return
@@ -317,7 +332,7 @@ class Connection:
             self._check_read()
         reader = self._reader
         kind, length, sizes, fds = reader.read_header()
-        if kind == fr.KIND_PICKLE and not sizes and not fds:
+        if kind == _KIND_PICKLE and not sizes and not fds:
             stream = reader.take(length)
             if stream is None:
                 stream = self._read_buffer(length)

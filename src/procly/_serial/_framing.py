@@ -93,7 +93,7 @@ DEFAULT_BUFSIZE = 64 * 1024
 #: Payloads from this size on are received into lazily-zeroed mmap pages, not a memset bytearray.
 _MMAP_FROM = 1 << 20
 _IOV_MAX = 1024
-_MSG_CTRUNC = getattr(socket, "MSG_CTRUNC", 0)
+_MSG_CTRUNC = int(getattr(socket, "MSG_CTRUNC", 0))  # an int: IntFlag "&" is slow
 
 
 def _cores_free() -> bool:
@@ -235,6 +235,7 @@ class FrameReader:
         "_buf",
         "_end",
         "_fds",
+        "_iov",
         "_poll",
         "_recv_into",
         "_recvmsg_into",
@@ -262,6 +263,7 @@ class FrameReader:
         self._recvmsg_into = recvmsg_into
         self._buf = bytearray(max(bufsize, _HSIZE))
         self._view = memoryview(self._buf)
+        self._iov = [self._view]
         self._start = 0
         self._end = 0
         self._fds: list[int] = []
@@ -308,14 +310,14 @@ class FrameReader:
         peer sharing this core runs at once.  A spin that times out doubles the number of
         blocking reads that skip spinning (up to 64), so a slow peer costs little.
         """
-        if self._spin_skip:
-            self._spin_skip -= 1
-            return
+        # (the caller only calls when _spin_skip is 0)
         self._spin_budget -= 1
         if self._spin_budget <= 0:
             self._spin_budget = 512
             self._spin_allowed = _cores_free()
         if not self._spin_allowed:
+            self._spin_skip = 511  # the machine is busy: look again in 512 blocking reads
+            self._spin_budget = 1
             return
         poll = self._poll.poll
         clock = time.perf_counter
@@ -333,15 +335,18 @@ class FrameReader:
         if self._recvmsg_into is None:
             return self._recv_into(view)
         n, ancdata, flags, _ = self._recvmsg_into([view], _ANCBUF)
-        if ancdata:
-            for level, kind, data in ancdata:
-                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                    fds = array.array("i")
-                    fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
-                    self._fds.extend(fds)
+        if ancdata or flags & _MSG_CTRUNC:
+            self._ancillary(ancdata, flags)
+        return n
+
+    def _ancillary(self, ancdata: list[Any], flags: int) -> None:
+        for level, kind, data in ancdata:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds = array.array("i")
+                fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
+                self._fds.extend(fds)
         if flags & _MSG_CTRUNC:
             raise self.fail("file descriptors were dropped by the kernel (ancillary data truncated)")
-        return n
 
     def _fill(self, need: int) -> None:
         """Make at least *need* (<= buffer size) bytes available in the reusable buffer."""
@@ -350,9 +355,14 @@ class FrameReader:
             self._buf[:have] = bytes(self._view[self._start : self._end])
             self._start, self._end = 0, have
         while self._end - self._start < need:
-            if self.spin_seconds > 0 and self._end == self._start and self._poll is not None:
-                self._spin()
-            n = self._recv_some(self._view[self._end :])
+            if self._end == 0:  # empty (consumers reset to 0): no slice to build
+                if self._spin_skip:
+                    self._spin_skip -= 1
+                elif self.spin_seconds > 0 and self._poll is not None:
+                    self._spin()
+                n = self._recv_some(self._view)
+            else:
+                n = self._recv_some(self._view[self._end :])
             if n == 0:
                 if self._end == self._start:
                     raise EOFError
@@ -370,8 +380,21 @@ class FrameReader:
         """
         if self._broken is not None:
             raise FrameError(f"connection unusable after an earlier frame error: {self._broken}")
-        if self._end - self._start < _HSIZE:
-            self._fill(_HSIZE)
+        end = self._end
+        if end - self._start < _HSIZE:
+            if end == 0 and self._spin_skip and self._recvmsg_into is not None:
+                # The blocking ping-pong case, inlined: one recvmsg into the empty buffer.
+                self._spin_skip -= 1
+                n, ancdata, flags, _ = self._recvmsg_into(self._iov, _ANCBUF)
+                if ancdata or flags & _MSG_CTRUNC:
+                    self._ancillary(ancdata, flags)
+                if n == 0:
+                    raise EOFError
+                self._end = n
+                if n < _HSIZE:
+                    self._fill(_HSIZE)
+            else:
+                self._fill(_HSIZE)
         magic, kind, nfds, nbufs, length = HEADER.unpack_from(self._buf, self._start)
         if magic != MAGIC or kind not in _KINDS:
             raise self.fail(
