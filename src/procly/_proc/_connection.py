@@ -117,7 +117,7 @@ class Connection:
             sock = socket.socket(fileno=handle)
             self._sock: socket.socket | None = sock
             self._unix = sock.family == socket.AF_UNIX
-            self._sendall: Any = _fd_sendall(handle)  # os.write: cheaper than sock.sendall
+            self._sendall: Any = fr.fd_sendall(handle)  # os.write: cheaper than sock.sendall
             self._sendmsg: Any = sock.sendmsg
             recvmsg = sock.recvmsg_into if self._unix else None
             self._reader = fr.FrameReader(
@@ -126,10 +126,10 @@ class Connection:
         else:
             self._sock = None
             self._unix = False
-            self._sendall = _fd_sendall(handle)
-            self._sendmsg = _fd_sendmsg(handle)
+            self._sendall = fr.fd_sendall(handle)
+            self._sendmsg = fr.fd_sendmsg(handle)
             self._reader = fr.FrameReader(
-                _fd_recv_into(handle), fd=handle, spin_seconds=SPIN_SECONDS
+                fr.fd_recv_into(handle), fd=handle, spin_seconds=SPIN_SECONDS
             )
         self._handle = handle
 
@@ -479,37 +479,6 @@ def _close_all(fds: Iterable[int]) -> None:
             os.close(fd)
         except OSError:
             pass
-
-
-def _fd_sendall(fd: int) -> Any:
-    write = os.write
-
-    def sendall(data: bytes) -> None:
-        sent = write(fd, data)
-        if sent != len(data):  # only after a signal or on a full pipe
-            view = memoryview(data)[sent:]
-            while view:
-                view = view[write(fd, view) :]
-
-    return sendall
-
-
-def _fd_sendmsg(fd: int) -> Any:
-    writev = os.writev
-
-    def sendmsg(buffers: list[Any], ancdata: Any = ()) -> int:
-        return writev(fd, buffers)
-
-    return sendmsg
-
-
-def _fd_recv_into(fd: int) -> Any:
-    readv = os.readv
-
-    def recv_into(view: memoryview) -> int:
-        return readv(fd, [view])
-
-    return recv_into
 
 
 def Pipe(duplex: bool = True) -> tuple[Connection, Connection]:

@@ -67,6 +67,9 @@ __all__ = (
     "MAX_FDS",
     "FrameReader",
     "Header",
+    "fd_recv_into",
+    "fd_sendall",
+    "fd_sendmsg",
     "new_buffer",
     "new_bytes",
     "pack_header",
@@ -161,6 +164,40 @@ def send_parts(
             return
         sent = sendmsg(views[index : index + _IOV_MAX])
         remaining -= sent
+
+
+def fd_sendall(fd: int) -> Any:
+    """``sendall`` over a raw descriptor (socket or pipe): one ``os.write`` normally."""
+    write = os.write
+
+    def sendall(data: bytes) -> None:
+        sent = write(fd, data)
+        if sent != len(data):  # only after a signal or on a full pipe
+            view = memoryview(data)[sent:]
+            while view:
+                view = view[write(fd, view) :]
+
+    return sendall
+
+
+def fd_sendmsg(fd: int) -> Any:
+    """A ``sendmsg`` look-alike for a pipe: ``os.writev`` (it cannot carry descriptors)."""
+    writev = os.writev
+
+    def sendmsg(buffers: list[Any], ancdata: Any = ()) -> int:
+        return writev(fd, buffers)
+
+    return sendmsg
+
+
+def fd_recv_into(fd: int) -> Any:
+    """A ``recv_into`` look-alike for a pipe: ``os.readv``."""
+    readv = os.readv
+
+    def recv_into(view: memoryview) -> int:
+        return readv(fd, [view])
+
+    return recv_into
 
 
 def new_bytes(n: int) -> tuple[bytes | bytearray, memoryview]:
