@@ -304,3 +304,27 @@ def test_a_real_message_over_4_gib() -> None:  # pragma: no cover - opt-in
         got = b.recv_bytes()
         sender.join()
         assert len(got) == len(data) and got[-3:] == b"\x01\x01\x01"
+
+
+def test_spin_backs_off_when_it_does_not_pay_and_stops_on_a_busy_machine(
+    pair: tuple[socket.socket, socket.socket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = pair
+    reader = _reader(b, spin_seconds=0.001)
+    monkeypatch.setattr(fr, "_cores_free", lambda: True)
+    reader._spin()  # nothing comes: times out
+    assert reader._spin_skip == 2
+    reader._spin_skip = 0
+    reader._spin()
+    assert reader._spin_skip == 4, "each miss doubles the reads that skip spinning"
+    a.sendall(_frame(b"ready"))
+    reader._spin_skip = 0
+    reader._spin()  # data is there: success resets the back-off
+    assert reader._spin_skip == 0 and reader._spin_backoff == 1
+    assert _read_payload(reader)[1] == b"ready"
+    monkeypatch.setattr(fr, "_cores_free", lambda: False)
+    reader._spin_budget = 0
+    reader._spin()  # a busy machine: no spinning for the next 511 blocking reads
+    assert reader._spin_skip == 511
+    a.sendall(_frame(b"still works"))
+    assert _read_payload(reader)[1] == b"still works"
