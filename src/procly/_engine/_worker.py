@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import pickle
 import signal
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -89,17 +90,17 @@ def limit_native_threads(env: tuple[tuple[str, str], ...]) -> None:
     """Apply :func:`native_thread_env`'s result in the worker.
 
     Through the environment this takes effect for libraries loaded after the worker starts
-    (spawn, forkserver); if :mod:`threadpoolctl` is installed, pools already loaded (fork)
-    are limited too.
+    (spawn, forkserver); if :mod:`threadpoolctl` is loaded, pools already loaded (fork) are
+    limited too.
     """
     if not env:
         return
     os.environ.update(env)
-    try:
-        import threadpoolctl  # type: ignore[import-not-found]
-    except ImportError:
-        return
-    threadpoolctl.threadpool_limits(int(env[0][1]))  # pragma: no cover - optional dependency
+    # Only if already loaded (inherited under fork, where it matters): a failed import
+    # would cost every worker start a search of sys.path.
+    threadpoolctl = sys.modules.get("threadpoolctl")
+    if threadpoolctl is not None:  # pragma: no cover - optional dependency
+        threadpoolctl.threadpool_limits(int(env[0][1]))
 
 
 def check_pool_depth() -> int:
