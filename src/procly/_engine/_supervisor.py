@@ -135,7 +135,7 @@ class Supervisor:
         if slot.tasks_left is not None:
             slot.tasks_left -= len(tasks)
         if was_idle and slot.inflight:
-            return self._arm(slot)
+            return self.arm(slot)
         return None
 
     def complete(self, slot: WorkerSlot) -> tuple[Task, Task | None]:
@@ -147,9 +147,10 @@ class Supervisor:
             raise LookupError(f"{slot!r} reported a result for no task")
         finished = slot.inflight.popleft()
         slot.completed += 1
-        return finished, (self._arm(slot) if slot.inflight else None)
+        return finished, (self.arm(slot) if slot.inflight else None)
 
-    def _arm(self, slot: WorkerSlot) -> Task:
+    def arm(self, slot: WorkerSlot) -> Task:
+        """Start the deadline of *slot*'s new head (if it has a timeout); returns the head."""
         head = slot.inflight[0]
         if head.timeout is not None:
             heapq.heappush(self._deadlines, (self._clock() + head.timeout, head.id, head, slot))

@@ -62,9 +62,9 @@ class Task:
         args: Any,
         kwargs: dict[str, Any] | None,
         sink: TaskSink,
-        *,
         mode: int = MODE_CALL,
         timeout: float | None = None,
+        *,
         tag: int = 0,
         size: int = 1,
     ) -> None:

@@ -148,11 +148,21 @@ class Pool:
         ``timeout`` (procly) limits the task's running time: past it, its worker is killed
         and replaced and the task fails with :class:`~procly.errors.TaskTimeoutError`.
         """
-        engine = self._running_engine()
-        timeout = check_timeout(timeout) if timeout is not None else engine.options.task_timeout
+        engine = self._engine
+        if engine is None or self._closed or not engine.running:
+            engine = self._running_engine()  # raises the right error
+        timeout = engine.options.task_timeout if timeout is None else check_timeout(timeout)
         result: ApplyResult[Any] = ApplyResult(engine.waiter, callback, error_callback)
-        kw = dict(kwds) if kwds else None
-        engine.submit_one(Task(func, tuple(args), kw, result, mode=MODE_CALL, timeout=timeout))
+        engine.submit_one(
+            Task(
+                func,
+                args if type(args) is tuple else tuple(args),
+                dict(kwds) if kwds else None,
+                result,
+                MODE_CALL,
+                timeout,
+            )
+        )
         return result
 
     # -- map -------------------------------------------------------------------------------

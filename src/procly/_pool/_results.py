@@ -49,7 +49,12 @@ class ApplyResult(Generic[T]):
         return True
 
     def task_done(self, task: Task, ok: bool, value: Any) -> None:
-        self._set(ok, value)
+        if self._callback is None and self._error_callback is None:  # the hot path
+            self._ok = ok
+            self._value = value
+            self._ready = True
+        else:
+            self._set(ok, value)
 
     def _set(self, ok: bool, value: Any) -> None:
         self._ok = ok
