@@ -264,3 +264,19 @@ def test_retries_rerun_a_crashed_task(start_method: str, tmp_path: Any) -> None:
         pool.apply(crash_once, (str(tmp_path / "b"),))
     with pytest.raises(ValueError):
         ctx.Pool(1, retries=-1)
+
+
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_functions_of_python_dash_c_main_travel_by_value(method: str) -> None:
+    result = run_in_subprocess(
+        f"""
+        import procly
+        def triple(x):
+            return 3 * x
+        with procly.get_context({method!r}).Pool(2) as pool:
+            print(pool.map(triple, range(4)), pool.apply(lambda: "lam"))
+        """,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "[0, 3, 6, 9] lam" in result.stdout
