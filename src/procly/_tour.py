@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -18,7 +19,8 @@ __all__ = ("run_tour",)
 
 def _nap(index: int) -> None:
     time.sleep(random.uniform(0.0, 0.05))
-    print(f"    process {index} (pid {os.getpid()}) done", flush=True)
+    sys.stdout.write(f"    process {index} (pid {os.getpid()}) done\n")  # one write per line
+    sys.stdout.flush()
 
 
 def _send_cube(conn: Any, n: int) -> None:
@@ -84,14 +86,14 @@ def _queue() -> None:
 
 def _pool() -> None:
     print("  A Pool of 2 workers maps n**3 over 1..10:")
-    with procly.Pool(2) as pool:  # type: ignore[attr-defined]
+    with procly.Pool(2) as pool:
         print(f"    {pool.map(_cube, range(1, 11))}")
 
 
 def _shared() -> None:
     print("  A shared Value and Array changed by four processes:")
-    value = procly.Value("i", 0)  # type: ignore[attr-defined]
-    array = procly.Array("i", 4)  # type: ignore[attr-defined]
+    value = procly.Value("i", 0)
+    array = procly.Array("i", 4)
     procs = [procly.Process(target=_add_to_shared, args=(value, array, i)) for i in range(4)]
     for p in procs:
         p.start()
