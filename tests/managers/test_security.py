@@ -80,13 +80,18 @@ def _works(address: Any) -> None:
     result: list[Any] = []
 
     def go() -> None:
-        d = _client(address).dict()
-        d["k"] = 1
-        result.append(d["k"])
+        try:
+            d = _client(address).dict()
+            d["k"] = 1
+            result.append(d["k"])
+        except BaseException as exc:  # reported in the calling thread
+            result.append(exc)
 
     t = threading.Thread(target=go)
     t.start()
     t.join(20)
+    if result and isinstance(result[0], BaseException):
+        raise result[0]
     assert result == [1]
 
 
@@ -374,3 +379,50 @@ def test_server_killed_while_clients_wait(start_method: str) -> None:
             q.put(1)  # reconnecting finds nobody
     finally:
         m.shutdown()
+
+
+def _serve_with_few_descriptors(report: Any) -> None:
+    import resource
+
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    in_use = len(os.listdir("/proc/self/fd"))
+    server = Server(SyncManager._registry, ("127.0.0.1", 0), KEY, handshake_timeout=0.5)
+    records = _Records()
+    procly.get_logger().addHandler(records)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (in_use + 12, hard))
+    report.send(server.address)
+    server.serve()
+    report.send(records.messages)
+
+
+def test_running_out_of_descriptors_does_not_kill_the_server() -> None:
+    """accept() failing with EMFILE is logged and retried; the stalled connections time out
+    and the server serves again, flood or not."""
+    ctx = procly.get_context("fork")
+    reader, writer = ctx.Pipe(duplex=False)
+    p = ctx.Process(target=_serve_with_few_descriptors, args=(writer,))
+    p.start()
+    try:
+        address = reader.recv()
+        flood = [socket.create_connection(address) for _ in range(40)]
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    _works(address)
+                    break
+                except (AssertionError, EOFError, OSError):
+                    if time.monotonic() > deadline:
+                        raise
+        finally:
+            for s in flood:
+                s.close()
+        _client(address)._request("shutdown")
+        assert reader.poll(10)
+        assert any("accept failed" in m for m in reader.recv())  # the server did run out
+        p.join(10)
+        assert p.exitcode == 0
+    finally:
+        if p.is_alive():
+            p.kill()
+            p.join()
