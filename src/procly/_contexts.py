@@ -382,3 +382,4 @@ class DefaultContext(BaseContext):
 
 
 default_context = DefaultContext()
+_start.DEFAULT_CONTEXT.register(default_context)  # for layers that need a default (Pool)

@@ -34,6 +34,7 @@ from .._engine._messages import MODE_CALL, MODE_STARMAP
 from .._engine._options import PoolOptions, check_timeout
 from .._engine._tasks import Task
 from .._errors import PoolClosedError
+from .._proc._context import DEFAULT_CONTEXT
 
 __all__ = ("EngineFuture", "ProcessPoolExecutor")
 
@@ -82,9 +83,8 @@ class EngineFuture(cf.Future[T]):
 
 
 def _default_context() -> Any:
-    from .. import _contexts
-
-    return _contexts.default_context  # type: ignore[attr-defined]
+    # Registered by procly's top-level context module (this layer never imports it).
+    return DEFAULT_CONTEXT.get()
 
 
 class ProcessPoolExecutor(cf.Executor):

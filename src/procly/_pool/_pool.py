@@ -29,16 +29,15 @@ from .._engine._messages import MODE_CALL, MODE_MAP, MODE_STARMAP
 from .._engine._options import PoolOptions, check_timeout
 from .._engine._tasks import EngineLike, Task
 from .._errors import PoolClosedError
+from .._proc._context import DEFAULT_CONTEXT
 from ._results import ApplyResult, IMapIterator, IMapUnorderedIterator, MapResult
 
 __all__ = ("Pool",)
 
 
 def _default_context() -> Any:
-    # The context layer sits above every other; import it only when no context was given.
-    from .. import _contexts
-
-    return _contexts.default_context  # type: ignore[attr-defined]
+    # Registered by procly's top-level context module (this layer never imports it).
+    return DEFAULT_CONTEXT.get()
 
 
 def _check_chunksize(chunksize: int | None) -> int | None:

@@ -23,9 +23,12 @@ from .._errors import ContextAlreadySetError, StartMethodError
 TYPE_CHECKING = False  # not typing's: importing typing costs every spawned child ~3 ms
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from ._launch import Launcher
 
 __all__ = (
+    "DEFAULT_CONTEXT",
     "START_METHOD",
     "StartMethodState",
     "all_start_methods",
@@ -108,3 +111,31 @@ class StartMethodState:
 
 
 START_METHOD = StartMethodState()
+
+
+class DefaultContextSlot:
+    """Where the public default context (``procly.get_context()``, built at the top of the
+    package) registers itself, so that lower layers that need "the default context" when the
+    caller gave none (a Pool, an Executor) reach it without importing upward.
+
+    The one owner of that reference; :meth:`register` replaces it (tests may re-register).
+    """
+
+    def __init__(self) -> None:
+        self._context: object | None = None
+
+    def register(self, context: object) -> None:
+        self._context = context
+
+    def get(self) -> Any:
+        """The registered default context.
+
+        Raises :class:`RuntimeError` if nothing registered one, which only happens when a
+        layer is used without importing :mod:`procly` at all.
+        """
+        if self._context is None:
+            raise RuntimeError("procly's default context is not registered (import procly first)")
+        return self._context
+
+
+DEFAULT_CONTEXT = DefaultContextSlot()
