@@ -443,7 +443,36 @@ static PyObject *identity(PyObject *mod, PyObject *unused) {
     return Py_BuildValue("(IL)", my_pid, (long long)my_token);
 }
 
+/* Bare pthread_mutex_trylock / pthread_mutex_unlock on a mutex at an address (procly._queues'
+ * robust process-shared ring mutex).  Neither blocks, so the GIL is kept: a METH_O call costs
+ * ~40 ns where the same call through ctypes costs ~200 ns, on every put and get.  Return the
+ * pthread result (0 or an errno: EBUSY, EOWNERDEAD -- the caller then owns the mutex and must
+ * make it consistent). */
+static PyObject *mutex_trylock(PyObject *mod, PyObject *addr) {
+    void *p = PyLong_AsVoidPtr(addr);
+    if (p == NULL && PyErr_Occurred())
+        return NULL;
+    if (p == NULL) {
+        PyErr_SetString(PyExc_ValueError, "mutex address must not be 0");
+        return NULL;
+    }
+    return PyLong_FromLong(pthread_mutex_trylock((pthread_mutex_t *)p));
+}
+
+static PyObject *mutex_unlock(PyObject *mod, PyObject *addr) {
+    void *p = PyLong_AsVoidPtr(addr);
+    if (p == NULL && PyErr_Occurred())
+        return NULL;
+    if (p == NULL) {
+        PyErr_SetString(PyExc_ValueError, "mutex address must not be 0");
+        return NULL;
+    }
+    return PyLong_FromLong(pthread_mutex_unlock((pthread_mutex_t *)p));
+}
+
 static PyMethodDef module_methods[] = {
+    {"mutex_trylock", mutex_trylock, METH_O, "mutex_trylock(address) -> 0 or errno"},
+    {"mutex_unlock", mutex_unlock, METH_O, "mutex_unlock(address) -> 0 or errno"},
     {"configure", (PyCFunction)(void (*)(void))configure, METH_VARARGS | METH_KEYWORDS,
      "configure(*, owner_died, not_owned, is_alive, check_interval)"},
     {"set_identity", set_identity, METH_VARARGS, "set_identity(pid, token)"},

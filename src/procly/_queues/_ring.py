@@ -92,7 +92,7 @@ from ._ringbase import EXTERNAL as EXTERNAL
 from ._ringbase import INITIAL_CAPACITY as INITIAL_CAPACITY
 from ._ringbase import INLINE as INLINE
 from ._ringbase import MAX_CAPACITY as MAX_CAPACITY
-from ._ringbase import RingBase, _lock_slow, _poll, _trylock_c, _unlock, _unlock_c
+from ._ringbase import RingBase, _lock_slow, _poll, _trylock_c, _unlock_c
 from ._ringbase import _record_size as _record_size
 
 __all__ = ("EXTERNAL", "INLINE", "Ring")
@@ -144,8 +144,8 @@ class Ring(RingBase):
         """Append one record; False if there was no room in time (see :meth:`put`)."""
         length = len(payload)
         need = 8 + ((length + 7) & ~7)
-        h, mutex = self._h, self._mutex
-        rc = _trylock_c(mutex)
+        h, mutex, fast = self._h, self._mutex, self._mfast
+        rc = _trylock_c(fast)
         if rc and _lock_slow(mutex, rc):
             self._recover()
         try:
@@ -164,7 +164,7 @@ class Ring(RingBase):
                 h[_COUNT] += 1
                 waiters = self._signal(_SEQ_NE, _WAIT_GET, _PEND_GET) if h[_WAIT_GET] else 0
         finally:
-            _unlock_c(mutex)
+            _unlock_c(fast)
         if waiters:
             _native.futex_wake(self._seq_addr + 4 * _SEQ_NE, 1)
         return True
@@ -204,7 +204,7 @@ class Ring(RingBase):
             if on_commit is not None:
                 on_commit()
         finally:
-            _unlock(self._mutex)
+            _unlock_c(self._mfast)
         if waiters:
             _native.futex_wake(self._seq_addr + 4 * _SEQ_NE, min(n, waiters))
         return True
@@ -247,10 +247,10 @@ class Ring(RingBase):
         """The fast path of a single get: the pickled bytes of the oldest item if it is an
         ordinary one and nobody needs waking; otherwise None (nothing was taken: use
         :meth:`get`, which handles waiting, big items and wakeups)."""
-        h, mutex = self._h, self._mutex
+        h, mutex, fast = self._h, self._mutex, self._mfast
         if h[_HEAD] == h[_TAIL] and not _poll(h, _TAIL, h[_TAIL]):
             return None  # still empty: the caller goes on to wait
-        rc = _trylock_c(mutex)
+        rc = _trylock_c(fast)
         if rc and _lock_slow(mutex, rc):
             self._recover()
         try:
@@ -267,7 +267,7 @@ class Ring(RingBase):
             h[_COUNT] -= 1
             return data
         finally:
-            _unlock_c(mutex)
+            _unlock_c(fast)
 
     def get(
         self,
@@ -282,12 +282,12 @@ class Ring(RingBase):
         values are whatever *take_external* (called under the lock with the descriptor)
         returned -- a None from it means the item is gone and is skipped.
         """
-        h, mutex = self._h, self._mutex
+        h, mutex, fast = self._h, self._mutex, self._mfast
         if block and h[_HEAD] == h[_TAIL]:
             # Empty: poll without the lock first, so that an idle consumer does not make
             # the producer's lock acquisitions contend (a racy read; rechecked under lock).
             _poll(h, _TAIL, h[_TAIL])
-        rc = _trylock_c(mutex)
+        rc = _trylock_c(fast)
         if rc and _lock_slow(mutex, rc):
             self._recover()
         woken = False
@@ -315,7 +315,7 @@ class Ring(RingBase):
             # sleeper (producers do not wake while a wake is pending).
             chain = woken and h[_HEAD] != h[_TAIL] and self._signal(_SEQ_NE, _WAIT_GET, _PEND_GET)
         finally:
-            _unlock_c(mutex)
+            _unlock_c(fast)
         if waiters:
             _native.futex_wake(self._seq_addr + 4 * _SEQ_NF, 1 << 30)
         if chain:
@@ -337,7 +337,7 @@ class Ring(RingBase):
             if waiters:
                 self._bump(_SEQ_TD)
         finally:
-            _unlock(self._mutex)
+            _unlock_c(self._mfast)
         if waiters:
             _native.futex_wake(self._seq_addr + 4 * _SEQ_TD, 1 << 30)
         return True
@@ -352,7 +352,7 @@ class Ring(RingBase):
                     return False
             return True
         finally:
-            _unlock(self._mutex)
+            _unlock_c(self._mfast)
 
     # -- big items: the pending table ------------------------------------------------------------
 
@@ -363,7 +363,7 @@ class Ring(RingBase):
             self._table.reap_pending(only_dead=True)
             return self._table.add_pending(name)
         finally:
-            _unlock(self._mutex)
+            _unlock_c(self._mfast)
 
     def clear_pending(self, slot: int) -> None:
         """Forget a pending slot (lock held: from :meth:`put`'s ``on_commit``)."""
@@ -376,7 +376,7 @@ class Ring(RingBase):
             try:
                 self._table.clear_pending(slot)
             finally:
-                _unlock(self._mutex)
+                _unlock_c(self._mfast)
 
     def lend_locked(self, name: str) -> int:
         """Record that this process now holds received segment *name* (lock held); the
@@ -395,7 +395,7 @@ class Ring(RingBase):
             slot = self._table.add_pending(spare[0])
             return spare[0], spare[1], slot
         finally:
-            _unlock(self._mutex)
+            _unlock_c(self._mfast)
 
     def give_back(self, name: str, capacity: int, slot: int, generation: int) -> None:
         """A received big item was garbage-collected: recycle or unlink its segment.
@@ -406,7 +406,7 @@ class Ring(RingBase):
         """
         entry = (name, capacity, slot, generation)
         for _ in range(64):
-            rc = _trylock_c(self._mutex)
+            rc = _trylock_c(self._mfast)
             if rc == 0 or rc == errno.EOWNERDEAD:
                 break
         else:
@@ -418,7 +418,7 @@ class Ring(RingBase):
                 self._recover()
             self._give_back_locked(entry)
         finally:
-            _unlock_c(self._mutex)
+            _unlock_c(self._mfast)
 
     def _give_back_locked(self, entry: tuple[str, int, int, int]) -> None:
         name, capacity, slot, generation = entry
@@ -452,6 +452,6 @@ class Ring(RingBase):
             self._table.drop_spares()
             self._deferred.clear()
         finally:
-            _unlock(self._mutex)
+            _unlock_c(self._mfast)
             _external.unlink(self.name)
             _tracker.unregister("shm", self.name, lazy=True)
