@@ -17,23 +17,34 @@ through registries, never the other way round)::
         (this module, context.py, connection.py, synchronize.py, shared_memory.py, ...),
         which only re-export.
 
-The module-level functions below are bound to the default context, as in the standard
-library.  Each section is owned by the part of procly that provides it.
+The module-level functions (``procly.Lock()``, ``procly.Queue()``, ...) are plain functions in
+:mod:`procly._default` bound to the default context, as in the standard library; this module
+only re-exports.
 """
 
 from __future__ import annotations
 
-from ._errors import AuthenticationError as AuthenticationError
-from ._errors import BufferTooShort as BufferTooShort
-from ._errors import ProcessError as ProcessError
-from ._errors import TimeoutError as TimeoutError
-
-# -- processes and start methods (owner: processes) ----------------------------------------
-# isort: split
-from . import context as context  # the drop-in submodules, loaded as the stdlib loads them
+from . import context as context  # the drop-in submodules the stdlib package also loads
 from . import process as process
 from . import util as util
 from ._contexts import Process as Process
+from ._default import Array as Array
+from ._default import Barrier as Barrier
+from ._default import BoundedSemaphore as BoundedSemaphore
+from ._default import Condition as Condition
+from ._default import Event as Event
+from ._default import JoinableQueue as JoinableQueue
+from ._default import Lock as Lock
+from ._default import Manager as Manager
+from ._default import Pipe as Pipe
+from ._default import Pool as Pool
+from ._default import Queue as Queue
+from ._default import RawArray as RawArray
+from ._default import RawValue as RawValue
+from ._default import RLock as RLock
+from ._default import Semaphore as Semaphore
+from ._default import SimpleQueue as SimpleQueue
+from ._default import Value as Value
 from ._default import active_children as active_children
 from ._default import allow_connection_pickling as allow_connection_pickling
 from ._default import cpu_count as cpu_count
@@ -49,153 +60,40 @@ from ._default import set_executable as set_executable
 from ._default import set_forkserver_preload as set_forkserver_preload
 from ._default import set_start_method as set_start_method
 from ._default import usable_cpu_count as usable_cpu_count
+from ._errors import AuthenticationError as AuthenticationError
+from ._errors import BufferTooShort as BufferTooShort
+from ._errors import ProcessError as ProcessError
+from ._errors import TaskTimeoutError as TaskTimeoutError
+from ._errors import TimeoutError as TimeoutError
 
-# -- connections (owner: connections) ------------------------------------------------------
-# isort: split
-# Connections pull in socket, hmac and secrets (~17 ms that every spawned child would pay):
-# ``Pipe`` imports them on first call, ``procly.connection``/``reducer`` on first access.
-from ._default import Pipe as Pipe
+TYPE_CHECKING = False  # not typing's: a spawned child imports this module, typing costs ~3 ms
+if TYPE_CHECKING:
+    from . import connection as connection
+    from . import reduction as reducer
+    from . import reduction as reduction
+    from ._executor._executor import ProcessPoolExecutor as ProcessPoolExecutor
+    from ._futures_errors import WorkerCrashedError as WorkerCrashedError
 
-# -- synchronization (owner: sync) ---------------------------------------------------------
-# isort: split
-from typing import Any as _SyncAny
-
-from . import _contexts as _sync_contexts
-
-
-def Lock() -> _SyncAny:
-    """A non-recursive lock shared by processes (default context)."""
-    return _sync_contexts.default_context.Lock()
-
-
-def RLock() -> _SyncAny:
-    """A recursive lock shared by processes (default context)."""
-    return _sync_contexts.default_context.RLock()
-
-
-def Semaphore(value: int = 1) -> _SyncAny:
-    """A counting semaphore shared by processes (default context)."""
-    return _sync_contexts.default_context.Semaphore(value)
+# Loaded on first access, so that ``import procly`` (which every spawned child pays for) stays
+# cheap: connections pull in socket, hmac and secrets; the executor and WorkerCrashedError
+# pull in concurrent.futures.
+_LAZY = {
+    "connection": ("procly.connection", None),
+    "reduction": ("procly.reduction", None),
+    "reducer": ("procly.reduction", None),
+    "ProcessPoolExecutor": ("procly._executor._executor", "ProcessPoolExecutor"),
+    "WorkerCrashedError": ("procly._futures_errors", "WorkerCrashedError"),
+}
 
 
-def BoundedSemaphore(value: int = 1) -> _SyncAny:
-    """A bounded semaphore shared by processes (default context)."""
-    return _sync_contexts.default_context.BoundedSemaphore(value)
+def __getattr__(name: str) -> object:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'procly' has no attribute {name!r}")
+    import importlib
 
-
-def Condition(lock: _SyncAny = None) -> _SyncAny:
-    """A condition variable shared by processes (default context)."""
-    return _sync_contexts.default_context.Condition(lock)
-
-
-def Event() -> _SyncAny:
-    """An event shared by processes (default context)."""
-    return _sync_contexts.default_context.Event()
-
-
-def Barrier(parties: int, action: _SyncAny = None, timeout: float | None = None) -> _SyncAny:
-    """A barrier shared by processes (default context)."""
-    return _sync_contexts.default_context.Barrier(parties, action, timeout)
-
-
-# -- shared memory and shared ctypes (owner: shm) ------------------------------------------
-# isort: split
-from typing import Any as _Any  # noqa: E402
-
-from . import _contexts as _shm_contexts  # noqa: E402
-
-
-def RawValue(typecode_or_type: _Any, *args: _Any) -> _Any:
-    """A ctypes object in shared memory, without a lock (default context)."""
-    return _shm_contexts.default_context.RawValue(typecode_or_type, *args)
-
-
-def RawArray(typecode_or_type: _Any, size_or_initializer: _Any) -> _Any:
-    """A ctypes array in shared memory, without a lock (default context)."""
-    return _shm_contexts.default_context.RawArray(typecode_or_type, size_or_initializer)
-
-
-def Value(typecode_or_type: _Any, *args: _Any, lock: _Any = True) -> _Any:
-    """A shared ctypes object guarded by a recursive lock (default context)."""
-    return _shm_contexts.default_context.Value(typecode_or_type, *args, lock=lock)
-
-
-def Array(typecode_or_type: _Any, size_or_initializer: _Any, *, lock: _Any = True) -> _Any:
-    """A shared ctypes array guarded by a recursive lock (default context)."""
-    return _shm_contexts.default_context.Array(typecode_or_type, size_or_initializer, lock=lock)
-
-
-# -- queues (owner: queues) ----------------------------------------------------------------
-# isort: split
-from typing import Any as _QAny  # noqa: E402
-
-from . import _contexts as _queue_contexts  # noqa: E402
-
-
-def Queue(maxsize: int = 0) -> _QAny:
-    """A process-shared FIFO queue (default context)."""
-    return _queue_contexts.default_context.Queue(maxsize)
-
-
-def JoinableQueue(maxsize: int = 0) -> _QAny:
-    """A process-shared queue with ``task_done``/``join`` (default context)."""
-    return _queue_contexts.default_context.JoinableQueue(maxsize)
-
-
-def SimpleQueue() -> _QAny:
-    """A simplified process-shared queue (default context)."""
-    return _queue_contexts.default_context.SimpleQueue()
-
-
-# -- pools (owner: pool) -------------------------------------------------------------------
-# isort: split
-from typing import Any as _PAny  # noqa: E402
-
-from . import _contexts as _pool_contexts  # noqa: E402
-from ._errors import TaskTimeoutError as TaskTimeoutError  # noqa: E402
-
-
-def Pool(
-    processes: int | None = None,
-    initializer: _PAny = None,
-    initargs: _PAny = (),
-    maxtasksperchild: int | None = None,
-    **extras: _PAny,
-) -> _PAny:
-    """A process pool, :class:`procly.pool.Pool` (default context)."""
-    return _pool_contexts.default_context.Pool(
-        processes, initializer, initargs, maxtasksperchild, **extras
-    )
-
-
-# -- managers (owner: managers) ------------------------------------------------------------
-# isort: split
-from typing import Any as _MAny  # noqa: E402
-
-from . import _contexts as _manager_contexts  # noqa: E402
-
-
-def Manager() -> _MAny:
-    """A started :class:`procly.managers.SyncManager` (default context)."""
-    return _manager_contexts.default_context.Manager()
-
-
-def __getattr__(name: str) -> _PAny:
-    # The engine is imported on first use only, so that ``import procly`` (which every
-    # spawned child pays for) stays cheap.
-    if name == "ProcessPoolExecutor":
-        from ._executor._executor import ProcessPoolExecutor
-
-        return ProcessPoolExecutor
-    if name in ("connection", "reduction", "reducer"):
-        import importlib
-
-        return importlib.import_module("procly.reduction" if name == "reducer" else f"procly.{name}")
-    if name == "WorkerCrashedError":  # it subclasses concurrent.futures.BrokenExecutor
-        from ._futures_errors import WorkerCrashedError
-
-        return WorkerCrashedError
-    raise AttributeError(f"module 'procly' has no attribute {name!r}")
+    module_name, attribute = _LAZY[name]
+    module = importlib.import_module(module_name)
+    return module if attribute is None else getattr(module, attribute)
 
 
 __all__ = (  # noqa: RUF022 - grouped by owner, each group sorted

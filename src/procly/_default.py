@@ -11,6 +11,7 @@ TYPE_CHECKING = False  # not typing's: importing typing costs every spawned chil
 
 if TYPE_CHECKING:
     import logging
+    from typing import Any
 
     from ._contexts import BaseContext
     from ._proc._connection import Connection
@@ -121,3 +122,102 @@ def Pipe(duplex: bool = True) -> tuple[Connection, Connection]:
     """Return a pair of connected :class:`~procly.connection.Connection` objects; one-way
     (the first end receives, the second sends) unless *duplex*."""
     return _contexts.default_context.Pipe(duplex)  # type: ignore[no-any-return]
+
+
+# -- synchronization -----------------------------------------------------------------------
+
+
+def Lock() -> Any:
+    """A non-recursive lock shared by processes (see :mod:`procly.synchronize`)."""
+    return _contexts.default_context.Lock()
+
+
+def RLock() -> Any:
+    """A recursive lock shared by processes."""
+    return _contexts.default_context.RLock()
+
+
+def Semaphore(value: int = 1) -> Any:
+    """A counting semaphore shared by processes."""
+    return _contexts.default_context.Semaphore(value)
+
+
+def BoundedSemaphore(value: int = 1) -> Any:
+    """A semaphore that refuses to be released above its initial value."""
+    return _contexts.default_context.BoundedSemaphore(value)
+
+
+def Condition(lock: Any = None) -> Any:
+    """A condition variable shared by processes."""
+    return _contexts.default_context.Condition(lock)
+
+
+def Event() -> Any:
+    """An event shared by processes."""
+    return _contexts.default_context.Event()
+
+
+def Barrier(parties: int, action: Any = None, timeout: float | None = None) -> Any:
+    """A barrier shared by processes."""
+    return _contexts.default_context.Barrier(parties, action, timeout)
+
+
+# -- shared memory and shared ctypes -------------------------------------------------------
+
+
+def RawValue(typecode_or_type: Any, *args: Any) -> Any:
+    """A ctypes object in shared memory, without a lock."""
+    return _contexts.default_context.RawValue(typecode_or_type, *args)
+
+
+def RawArray(typecode_or_type: Any, size_or_initializer: Any) -> Any:
+    """A ctypes array in shared memory, without a lock."""
+    return _contexts.default_context.RawArray(typecode_or_type, size_or_initializer)
+
+
+def Value(typecode_or_type: Any, *args: Any, lock: Any = True) -> Any:
+    """A shared ctypes object guarded by a recursive lock."""
+    return _contexts.default_context.Value(typecode_or_type, *args, lock=lock)
+
+
+def Array(typecode_or_type: Any, size_or_initializer: Any, *, lock: Any = True) -> Any:
+    """A shared ctypes array guarded by a recursive lock."""
+    return _contexts.default_context.Array(typecode_or_type, size_or_initializer, lock=lock)
+
+
+# -- queues --------------------------------------------------------------------------------
+
+
+def Queue(maxsize: int = 0) -> Any:
+    """A process-shared FIFO queue (see :mod:`procly.queues`)."""
+    return _contexts.default_context.Queue(maxsize)
+
+
+def JoinableQueue(maxsize: int = 0) -> Any:
+    """A process-shared queue with ``task_done``/``join``."""
+    return _contexts.default_context.JoinableQueue(maxsize)
+
+
+def SimpleQueue() -> Any:
+    """A simplified process-shared queue."""
+    return _contexts.default_context.SimpleQueue()
+
+
+# -- pools and managers --------------------------------------------------------------------
+
+
+def Pool(
+    processes: int | None = None,
+    initializer: Any = None,
+    initargs: Any = (),
+    maxtasksperchild: int | None = None,
+    **extras: Any,
+) -> Any:
+    """A process pool, :class:`procly.pool.Pool`; *extras* are procly's options
+    (``task_timeout=``, ``retries=``, ...)."""
+    return _contexts.default_context.Pool(processes, initializer, initargs, maxtasksperchild, **extras)
+
+
+def Manager() -> Any:
+    """A started :class:`procly.managers.SyncManager` (shut it down, or use ``with``)."""
+    return _contexts.default_context.Manager()
