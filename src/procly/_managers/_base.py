@@ -28,8 +28,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from .._errors import ProcessError
-from .._proc import _context as _start
 from .._proc._connection import Pipe
+from .._proc._context import DEFAULT_CONTEXT
 from .._proc._finalize import Finalize
 from .._proc._process import AuthenticationString, BaseProcess
 from . import _wire
@@ -48,17 +48,6 @@ class State:
 
     def __init__(self) -> None:
         self.value = State.INITIAL
-
-
-class _ServerProcess(BaseProcess):
-    """The server's process when the manager was given no context: the default start method."""
-
-    @staticmethod
-    def _Popen(process_obj: BaseProcess) -> Any:
-        method = _start.START_METHOD.get()
-        assert method is not None
-        process_obj._start_method = method
-        return _start.get_launcher(method).start(process_obj)
 
 
 class BaseManager:
@@ -140,8 +129,9 @@ class BaseManager:
         if initializer is not None and not callable(initializer):
             raise TypeError("initializer must be a callable")
         reader, writer = Pipe(duplex=False)
-        factory = self._ctx.Process if self._ctx is not None else _ServerProcess
-        process = factory(
+        if self._ctx is None:  # as the standard library: the default context
+            self._ctx = DEFAULT_CONTEXT.get().get_context()
+        process = self._ctx.Process(
             target=type(self)._run_server,
             args=(
                 self._registry,

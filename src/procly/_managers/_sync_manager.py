@@ -15,6 +15,7 @@ import threading
 from typing import Any
 
 from .._errors import ProcessError
+from .._proc._context import DEFAULT_CONTEXT
 from ._base import BaseManager
 from ._proxies import (
     AcquirerProxy,
@@ -80,19 +81,16 @@ Array.__module__ = "procly.managers"
 
 
 def _make_pool(*args: Any, **kwds: Any) -> Any:
-    """``manager.Pool(...)``: a pool of the manager's context, created in the server.
-
-    Raises :class:`~procly.ProcessError` when the manager was made without a context that
-    offers ``Pool`` (use ``procly.Manager()`` or ``SyncManager(ctx=procly.get_context())``).
-    """
+    """``manager.Pool(...)``: a pool of the manager's context (else the default one),
+    created in the server.  Raises :class:`~procly.ProcessError` if that context has no
+    ``Pool``."""
     server = CLIENT.sending.current
     ctx = getattr(server, "ctx", None)
+    if ctx is None:  # a server made by get_server() without a context: the default one
+        ctx = DEFAULT_CONTEXT.get()
     factory = getattr(ctx, "Pool", None)
     if factory is None:
-        raise ProcessError(
-            "manager.Pool() needs a manager created with a context: use procly.Manager() or "
-            "SyncManager(ctx=procly.get_context())"
-        )
+        raise ProcessError(f"the manager's context {ctx!r} offers no Pool")
     return factory(*args, **kwds)
 
 
