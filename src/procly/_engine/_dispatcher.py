@@ -67,7 +67,7 @@ _RUN, _CLOSING, _TERMINATING, _BROKEN, _DONE = RUN, CLOSING, TERMINATING, BROKEN
 _POLLIN = select.POLLIN | select.POLLHUP | select.POLLERR
 #: Seconds of queued work a worker may hold (see the module docstring).
 _TARGET_QUEUE_S = 0.005
-_MAX_PER_WORKER = 1024
+_MAX_PER_WORKER = 64
 _SHUTDOWN_FRAME = pickle.dumps(Shutdown(), pickle.HIGHEST_PROTOCOL)
 
 
@@ -466,12 +466,17 @@ class Engine(Recovery):
                     blob = dumps(fn)
                     fi = index[id(fn)] = len(functions)
                     functions.append(blob)
-                mode = task.mode
-                if mode == MODE_CALL and task.kwargs:
-                    mode = MODE_CALL_KW
-                    payload, views = dumps_oob((task.args, task.kwargs))
+                wire = task.wire
+                if wire is None:
+                    mode = task.mode
+                    if mode == MODE_CALL and task.kwargs:
+                        mode = MODE_CALL_KW
+                        payload, views = dumps_oob((task.args, task.kwargs))
+                    else:
+                        payload, views = dumps_oob(task.args)
+                    task.wire = (mode, payload, views)
                 else:
-                    payload, views = dumps_oob(task.args)
+                    mode, payload, views = wire
             except SerializationError as exc:
                 self._finish(task, False, exc)
                 continue

@@ -54,6 +54,7 @@ class Task:
         "size",
         "tag",
         "timeout",
+        "wire",
     )
 
     def __init__(
@@ -82,6 +83,9 @@ class Task:
         self.attempts = 0
         #: Seconds the worker spent running it (set before ``task_done`` when it ran).
         self.duration = 0.0
+        #: ``(mode, payload, buffers)`` once serialized: a task handed out again (its
+        #: worker died before starting it) is not pickled twice.
+        self.wire: tuple[int, bytes, list[memoryview]] | None = None
 
     def __repr__(self) -> str:
         name = getattr(self.fn, "__qualname__", None) or repr(self.fn)
