@@ -20,6 +20,22 @@ Lifetimes (who unlinks a name):
   queue's *pending* table with its pid, and the next process that finds the pid dead (lock
   recovery, or the queue's final cleanup) unlinks it;
 * descriptors still queued when the queue's creator finalizes it are unlinked then.
+
+The resource tracker (:mod:`procly._proc._tracker`) is the net under all of this, for when
+the queue's creator *and* every process that held a segment were SIGKILLed (nobody is left
+to reap the tables).  Every big-item segment is tracker-owned, reference counted
+(``register(pin=False)``), and always has a tracker reference while it exists:
+
+* filling: the producer's own use (``register`` counts as one);
+* queued (descriptor in the ring) or spare: a *hold*, whose token travels in the descriptor
+  (or sits next to the name in the spare table); the producer drops its use once the hold
+  is sent (same connection, so the tracker sees them in order);
+* received: the consumer's use (``use``, then ``release_hold`` of the descriptor's token);
+  recycling it into the spare table takes a new hold before the use is dropped.
+
+Whoever unlinks a name says so (``unregister``) and drops its own reference; a hold whose
+token got lost (a producer killed between taking a spare and publishing) lasts until the
+tracker exits with its tree, and the tracker unlinks every name it still owns then.
 """
 
 from __future__ import annotations
@@ -32,6 +48,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import posix_ipc
+
+from .._proc import _tracker
 
 __all__ = ("Opened", "layout_size", "load", "open_segment", "unlink", "unlink_payload", "write")
 
@@ -51,6 +69,17 @@ def unlink(name: str) -> None:
         posix_ipc.unlink_shared_memory(_path(name))
     except posix_ipc.ExistentialError:
         pass
+
+
+def forget(name: str, *, use: bool = False, token: str | None = None) -> None:
+    """Unlink *name* and tell the tracker: it no longer owns the name, this process drops
+    its use (if *use*) and the hold *token* (if given) is released."""
+    unlink(name)
+    _tracker.unregister("shm", name, lazy=True)
+    if token:
+        _tracker.release_hold("shm", name, token)
+    if use:
+        _tracker.release("shm", name, lazy=True)
 
 
 def _write_all(fd: int, pieces: list[Any]) -> None:
@@ -87,9 +116,10 @@ def layout_size(stream: bytes, buffers: Sequence[memoryview]) -> int:
 
 
 def write(
-    name: str, stream: bytes, buffers: Sequence[memoryview], capacity: int | None = None
+    name: str, stream: bytes, buffers: Sequence[memoryview], capacity: int | None = None, token: str = ""
 ) -> bytes:
-    """Fill segment *name* with *stream* and *buffers*; return the descriptor payload.
+    """Fill segment *name* with *stream* and *buffers*; return the descriptor payload
+    (which carries the tracker hold *token* to its receiver).
 
     With *capacity* None the segment is created; otherwise it is an existing (spare)
     segment of that many bytes, refilled in place.  Raises :class:`OSError` (``ENOSPC``
@@ -121,7 +151,7 @@ def write(
     finally:
         shm.close_fd()
     capacity = max(offset, capacity or 0)
-    return pickle.dumps((name, offset, len(stream), spans, capacity), pickle.HIGHEST_PROTOCOL)
+    return pickle.dumps((name, offset, len(stream), spans, capacity, token), pickle.HIGHEST_PROTOCOL)
 
 
 class Opened:
@@ -131,11 +161,13 @@ class Opened:
     unpickled object no longer maps the segment; otherwise the name was already unlinked.
     """
 
-    __slots__ = ("capacity", "fd", "name", "on_release", "size", "spans", "stream_len")
+    __slots__ = ("capacity", "fd", "name", "on_release", "size", "spans", "stream_len", "token")
 
     def __init__(
-        self, name: str, fd: int, size: int, stream_len: int, spans: list[tuple[int, int]], capacity: int
+        self, name: str, fd: int, size: int, stream_len: int, spans: list[tuple[int, int]], capacity: int,
+        token: str = "",
     ) -> None:
+        self.token = token  # the descriptor's tracker hold (see the module docstring)
         self.name = name
         self.fd = fd
         self.size = size
@@ -159,7 +191,8 @@ class Opened:
 
 def unlink_payload(payload: bytes | bytearray | memoryview) -> None:
     """Unlink the segment a descriptor names (cleanup of items nobody will take)."""
-    unlink(pickle.loads(payload)[0])
+    desc = pickle.loads(payload)
+    forget(desc[0], token=desc[5])
 
 
 def open_segment(payload: bytes | bytearray | memoryview) -> Opened | None:
@@ -168,14 +201,19 @@ def open_segment(payload: bytes | bytearray | memoryview) -> Opened | None:
     Called under the queue's lock, before the record is consumed; the caller then either
     unlinks the name at once or records that this process holds it (so nothing can leak).
     """
-    name, size, stream_len, spans, capacity = pickle.loads(payload)
+    name, size, stream_len, spans, capacity, token = pickle.loads(payload)
     try:
         shm = posix_ipc.SharedMemory(_path(name))
     except posix_ipc.ExistentialError:
-        return None  # a consumer died after taking it: the item went with it
+        # a consumer died after taking it: the item went with it
+        _tracker.release_hold("shm", name, token)
+        return None
     fd = os.dup(shm.fd)
     shm.close_fd()
-    return Opened(name, fd, size, stream_len, spans, capacity)
+    # Ours now: our use replaces the hold that kept it while queued (in this order).
+    _tracker.use("shm", name)
+    _tracker.release_hold("shm", name, token)
+    return Opened(name, fd, size, stream_len, spans, capacity, token)
 
 
 def load(opened: Opened) -> Any:

@@ -34,7 +34,10 @@ from queue import Empty, Full
 from typing import Any
 
 from .._os._names import new_name
-from .._proc import _process  # noqa: F401 - installs the exit sequence that runs Finalize
+from .._proc import (
+    _process,  # noqa: F401 - installs the exit sequence that runs Finalize
+    _tracker,
+)
 from .._proc._finalize import Finalize
 from .._proc._spawning import assert_spawning
 from .._serial._pickler import dumps_oob, loads
@@ -106,28 +109,37 @@ class _RingQueue:
 
     # -- putting ---------------------------------------------------------------------------
 
-    def _write_big(self, stream: bytes, buffers: list[memoryview]) -> tuple[str, int, bytes]:
-        """Put a big item into a segment (a spare one if it fits): ``(name, slot, payload)``.
+    def _write_big(self, stream: bytes, buffers: list[memoryview]) -> tuple[str, int, bytes, str]:
+        """Put a big item into a segment (a spare one if it fits):
+        ``(name, slot, payload, token)``.
 
-        The segment is pending for this process until the descriptor is published.
+        The segment is pending for this process until the descriptor is published, and kept
+        by the tracker hold *token* (carried by the descriptor) once it is; see
+        :mod:`._external` for the tracker protocol.
         """
         ring = self._ring
         spare = ring.take_spare(_external.layout_size(stream, buffers))
         if spare is not None:
-            name, capacity, slot = spare
+            name, capacity, slot, token = spare
             try:
-                return name, slot, _external.write(name, stream, buffers, capacity)
+                return name, slot, _external.write(name, stream, buffers, capacity, token), token
             except FileExistsError:  # the spare vanished (queue being destroyed)
                 ring.release_pending(slot)
+                _tracker.release_hold("shm", name, token)
             except BaseException:
                 ring.release_pending(slot)
+                _external.forget(name, token=token)
                 raise
         name = new_name("i")
+        # Reference counted: our use keeps it while we fill it, the hold once published.
+        _tracker.register("shm", name, pin=False)
+        token = _tracker.hold("shm", name)
         slot = ring.add_pending(name)
         try:
-            return name, slot, _external.write(name, stream, buffers)
+            return name, slot, _external.write(name, stream, buffers, None, token), token
         except BaseException:
             ring.release_pending(slot)
+            _external.forget(name, use=True, token=token)
             raise
 
     def _take_big(self, payload: memoryview) -> _external.Opened | None:
@@ -138,7 +150,7 @@ class _RingQueue:
         ring = self._ring
         slot = ring.lend_locked(opened.name)
         if slot < 0:  # no room to record that we hold it: unlink now, no recycling
-            _external.unlink(opened.name)
+            _external.forget(opened.name, use=True)
         else:
             opened.on_release = functools.partial(
                 ring.give_back, opened.name, opened.capacity, slot, fork_generation()
@@ -147,7 +159,7 @@ class _RingQueue:
 
     def _put_big(self, stream: bytes, buffers: list[memoryview], block: bool, timeout: float | None) -> None:
         ring = self._ring
-        name, slot, payload = self._write_big(stream, buffers)
+        name, slot, payload, token = self._write_big(stream, buffers)
         published = False
         try:
             published = ring.put(
@@ -156,8 +168,9 @@ class _RingQueue:
             )
         finally:
             if not published:
-                _external.unlink(name)
+                _external.forget(name, token=token)
                 ring.release_pending(slot)
+            _tracker.release("shm", name, lazy=True)  # our use, if any: the hold keeps it now
         if not published:
             raise Full
 
@@ -187,14 +200,14 @@ class _RingQueue:
         ring = self._ring
         payloads: list[bytes] = []
         kinds: list[int] = []
-        big: list[tuple[str, int]] = []  # (name, pending slot)
+        big: list[tuple[str, int, str]] = []  # (name, pending slot, hold token)
         published = False
         try:
             for obj in objs:
                 stream, buffers = dumps_oob(obj)
                 if buffers or len(stream) > INLINE_MAX:
-                    name, slot, payload = self._write_big(stream, buffers)
-                    big.append((name, slot))
+                    name, slot, payload, token = self._write_big(stream, buffers)
+                    big.append((name, slot, token))
                     payloads.append(payload)
                     kinds.append(EXTERNAL)
                 else:
@@ -202,7 +215,7 @@ class _RingQueue:
                     kinds.append(INLINE)
 
             def clear() -> None:
-                for _, slot in big:
+                for _, slot, _ in big:
                     ring.clear_pending(slot)
 
             published = ring.put(
@@ -210,10 +223,11 @@ class _RingQueue:
                 self._joinable, clear if big else None,
             )
         finally:
-            if not published:
-                for name, slot in big:
-                    _external.unlink(name)
+            for name, slot, token in big:
+                if not published:
+                    _external.forget(name, token=token)
                     ring.release_pending(slot)
+                _tracker.release("shm", name, lazy=True)  # our use, if any
         if not published:
             raise Full
 

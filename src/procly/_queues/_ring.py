@@ -383,9 +383,10 @@ class Ring(RingBase):
         slot, or -1 if the table is full (then the caller unlinks the name at once)."""
         return self._table.add_pending(name)
 
-    def take_spare(self, need: int) -> tuple[str, int, int] | None:
+    def take_spare(self, need: int) -> tuple[str, int, int, str] | None:
         """A spare segment of at least *need* bytes, now pending for this process:
-        ``(name, capacity, slot)``, or None."""
+        ``(name, capacity, slot, token)`` (*token*: the tracker hold that keeps it, now the
+        caller's to pass on in the descriptor), or None."""
         self._acquire()
         try:
             self._drain_deferred()
@@ -393,7 +394,7 @@ class Ring(RingBase):
             if spare is None:
                 return None
             slot = self._table.add_pending(spare[0])
-            return spare[0], spare[1], slot
+            return spare[0], spare[1], slot, spare[2]
         finally:
             _unlock_c(self._mfast)
 
@@ -423,14 +424,15 @@ class Ring(RingBase):
     def _give_back_locked(self, entry: tuple[str, int, int, int]) -> None:
         name, capacity, slot, generation = entry
         mine = self._table.clear_pending(slot, name)
-        recycle = (
-            mine
-            and not self._h[_DESTROYED]
-            and generation == _segments.fork_generation()
-            and self._table.put_spare(name, capacity)
-        )
-        if not recycle:
-            _external.unlink(name)
+        if mine and not self._h[_DESTROYED] and generation == _segments.fork_generation():
+            # A spare has no user: a tracker hold keeps it (taken before our use is dropped).
+            token = _tracker.hold("shm", name)
+            if self._table.put_spare(name, capacity, token):
+                _tracker.release("shm", name, lazy=True)
+                return
+            _external.forget(name, use=True, token=token)
+            return
+        _external.forget(name, use=True)
 
     def _drain_deferred(self) -> None:
         while self._deferred:

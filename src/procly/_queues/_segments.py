@@ -7,7 +7,7 @@ the queue header keep those segments from leaking and let their memory be reused
   publishes the descriptor) or holding (a consumer, while the received object still maps
   it).  When that pid is dead, the name is unlinked by whoever notices (lock recovery, the
   next big put, the queue's final cleanup) -- so a SIGKILL at any moment leaks nothing.
-* **spare** (capacity, name): segments whose received objects were garbage-collected and
+* **spare** (capacity, "name token"): segments whose received objects were garbage-collected and
   that a producer may refill.  Fresh tmpfs pages cost more than copying into them (the
   kernel zeroes each one), so reuse roughly halves the cost of a big put.  At most
   :data:`SPARE_SLOTS` segments and :data:`MAX_SPARE_BYTES` are kept; the rest are unlinked.
@@ -115,14 +115,15 @@ class SegmentTable:
             off = PENDING_OFF + slot * _ENTRY
             pid = _U64.unpack_from(self._mm, off)[0]
             if pid and (not only_dead or _pid_dead(pid)):
-                _external.unlink(self._name(off))
+                _external.forget(self._name(off))
                 _U64.pack_into(self._mm, off, 0)
 
     # -- spare ---------------------------------------------------------------------------------
 
-    def take_spare(self, need: int) -> tuple[str, int] | None:
-        """Remove and return the smallest spare ``(name, capacity)`` that holds *need* bytes
-        without wasting more than 3/4 of it, or None."""
+    def take_spare(self, need: int) -> tuple[str, int, str] | None:
+        """Remove and return the smallest spare ``(name, capacity, token)`` that holds
+        *need* bytes without wasting more than 3/4 of it, or None.  *token* is the tracker
+        hold that keeps the spare alive; it now passes to the caller."""
         best, best_cap = -1, 0
         for slot in range(SPARE_SLOTS):
             cap = _U64.unpack_from(self._mm, SPARE_OFF + slot * _ENTRY)[0]
@@ -131,12 +132,16 @@ class SegmentTable:
         if best < 0:
             return None
         off = SPARE_OFF + best * _ENTRY
-        name = self._name(off)
+        name, _, token = self._name(off).partition(" ")
         _U64.pack_into(self._mm, off, 0)
-        return name, best_cap
+        return name, best_cap, token
 
-    def put_spare(self, name: str, capacity: int) -> bool:
-        """Keep segment *name* for reuse; False (caller unlinks it) if the table is full."""
+    def put_spare(self, name: str, capacity: int, token: str) -> bool:
+        """Keep segment *name* for reuse, kept alive by the tracker hold *token*; False (the
+        caller unlinks it) if the table is full or the name and token do not fit."""
+        entry = f"{name} {token}"
+        if len(entry) >= _NAME:
+            return False
         free, total = -1, capacity
         for slot in range(SPARE_SLOTS):
             cap = _U64.unpack_from(self._mm, SPARE_OFF + slot * _ENTRY)[0]
@@ -145,7 +150,7 @@ class SegmentTable:
                 free = slot
         if free < 0 or total > MAX_SPARE_BYTES:
             return False
-        self._set(SPARE_OFF + free * _ENTRY, capacity, name)
+        self._set(SPARE_OFF + free * _ENTRY, capacity, entry)
         return True
 
     def drop_spares(self) -> None:
@@ -153,5 +158,6 @@ class SegmentTable:
         for slot in range(SPARE_SLOTS):
             off = SPARE_OFF + slot * _ENTRY
             if _U64.unpack_from(self._mm, off)[0]:
-                _external.unlink(self._name(off))
+                name, _, token = self._name(off).partition(" ")
+                _external.forget(name, token=token)
                 _U64.pack_into(self._mm, off, 0)
