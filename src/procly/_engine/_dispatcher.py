@@ -48,7 +48,6 @@ from ._messages import (
     MODE_CALL,
     MODE_CALL_KW,
     InitFailed,
-    ResultItem,
     Retiring,
     Shutdown,
     TaskBatch,
@@ -549,8 +548,9 @@ class Engine(Recovery):
                 f"the result of {running!r} could not be unpickled in the parent: "
                 f"{type(exc).__name__}: {exc}"
             )
-            msg = ResultItem(running.id, False, RemoteError(bad, ""), 0.0)
-        if type(msg) is ResultItem:
+            msg = (running.id, False, RemoteError(bad, ""), 0.0)
+        if type(msg) is tuple:  # a ResultItem's fields (how a worker sends it: cheaper)
+            _, ok, value, duration = msg
             inflight = slot.inflight
             if not inflight:
                 raise LookupError(f"{slot!r} reported a result for no task")
@@ -560,16 +560,16 @@ class Engine(Recovery):
             if head is not None and head.timeout is not None:
                 self._sup.arm(slot)
             self._startup_failures = 0
-            task.duration = msg.duration
-            d = msg.duration / max(task.size, 1)
+            task.duration = duration
+            d = duration / max(task.size, 1)
             avg = self._avg
             self._avg = d if avg is None else avg * 0.9 + d * 0.1
             if task.cancelled:
                 self._finished += 1
-            elif msg.ok:
-                self._finish(task, True, msg.value)
+            elif ok:
+                self._finish(task, True, value)
             else:
-                self._finish(task, False, msg.value.rebuild())
+                self._finish(task, False, value.rebuild())
             if head is not None and head.cancelled:
                 self._kill(slot, head, timed_out=False)
         elif type(msg) is InitFailed:

@@ -92,7 +92,9 @@ class ResultItem:
     ``ok`` true: ``value`` is the return value (a list for map/starmap chunks).  ``ok``
     false: ``value`` is a :class:`~procly._engine._remote_tb.RemoteError`.  ``duration`` is
     the seconds the worker spent running the function (not unpickling or pickling), which
-    feeds the adaptive chunking and batching.
+    feeds the adaptive chunking and batching.  On the wire it is the bare tuple of its
+    fields, ``(task_id, ok, value, duration)``: the parent unpickles that without a
+    Python-level call per result.
     """
 
     task_id: int
