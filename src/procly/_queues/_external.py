@@ -165,9 +165,10 @@ class Opened:
 
     def __init__(
         self, name: str, fd: int, size: int, stream_len: int, spans: list[tuple[int, int]], capacity: int,
-        token: str = "",
+        token: str | None = "",
     ) -> None:
-        self.token = token  # the descriptor's tracker hold (see the module docstring)
+        # The descriptor's tracker hold until adopt(); None once adopted (or given up).
+        self.token = token
         self.name = name
         self.fd = fd
         self.size = size
@@ -176,6 +177,17 @@ class Opened:
         self.capacity = capacity
         self.on_release: Callable[[], None] | None = None
 
+    def adopt(self) -> None:
+        """Tell the tracker this process now uses the segment, in place of the descriptor's
+        hold (in this order, so it is never unreferenced).  Done after the queue lock is
+        released: until then the hold keeps the segment, and the queue's pending table
+        names this process as its holder."""
+        token, self.token = self.token, None
+        if token is not None:
+            _tracker.use("shm", self.name)
+            if token:
+                _tracker.release_hold("shm", self.name, token)
+
     def close(self) -> None:
         if self.fd >= 0:
             os.close(self.fd)
@@ -183,6 +195,7 @@ class Opened:
 
     def discard(self) -> None:
         """Give the item up without loading it (its segment is released at once)."""
+        self.adopt()
         self.close()
         if self.on_release is not None:
             self.on_release()
@@ -210,14 +223,12 @@ def open_segment(payload: bytes | bytearray | memoryview) -> Opened | None:
         return None
     fd = os.dup(shm.fd)
     shm.close_fd()
-    # Ours now: our use replaces the hold that kept it while queued (in this order).
-    _tracker.use("shm", name)
-    _tracker.release_hold("shm", name, token)
     return Opened(name, fd, size, stream_len, spans, capacity, token)
 
 
 def load(opened: Opened) -> Any:
     """Map a taken item and unpickle it; large buffers stay in the mapping (no copy)."""
+    opened.adopt()
     try:
         mm = mmap.mmap(opened.fd, opened.size)
     except BaseException:

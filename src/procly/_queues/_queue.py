@@ -150,7 +150,8 @@ class _RingQueue:
         ring = self._ring
         slot = ring.lend_locked(opened.name)
         if slot < 0:  # no room to record that we hold it: unlink now, no recycling
-            _external.forget(opened.name, use=True)
+            _external.forget(opened.name, token=opened.token)
+            opened.token = None
         else:
             opened.on_release = functools.partial(
                 ring.give_back, opened.name, opened.capacity, slot, fork_generation()

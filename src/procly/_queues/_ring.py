@@ -405,7 +405,12 @@ class Ring(RingBase):
         garbage collection inside a put): so it only *tries* the lock and otherwise
         defers the work to the next big put of this process.
         """
-        entry = (name, capacity, slot, generation)
+        # The spare's tracker hold is taken before the lock, to keep the lock short (a
+        # producer may be waiting to refill this very segment); unused ones are released.
+        token = ""
+        if generation == _segments.fork_generation() and not self._h[_DESTROYED]:
+            token = _tracker.hold("shm", name)
+        entry = (name, capacity, slot, generation, token)
         for _ in range(64):
             rc = _trylock_c(self._mfast)
             if rc == 0 or rc == errno.EOWNERDEAD:
@@ -421,18 +426,20 @@ class Ring(RingBase):
         finally:
             _unlock_c(self._mfast)
 
-    def _give_back_locked(self, entry: tuple[str, int, int, int]) -> None:
-        name, capacity, slot, generation = entry
+    def _give_back_locked(self, entry: tuple[str, int, int, int, str]) -> None:
+        name, capacity, slot, generation, token = entry
         mine = self._table.clear_pending(slot, name)
-        if mine and not self._h[_DESTROYED] and generation == _segments.fork_generation():
-            # A spare has no user: a tracker hold keeps it (taken before our use is dropped).
-            token = _tracker.hold("shm", name)
-            if self._table.put_spare(name, capacity, token):
-                _tracker.release("shm", name, lazy=True)
-                return
-            _external.forget(name, use=True, token=token)
+        if (
+            token
+            and mine
+            and not self._h[_DESTROYED]
+            and generation == _segments.fork_generation()
+            and self._table.put_spare(name, capacity, token)
+        ):
+            # A spare has no user: the hold keeps it now, so our use can go.
+            _tracker.release("shm", name, lazy=True)
             return
-        _external.forget(name, use=True)
+        _external.forget(name, use=True, token=token or None)
 
     def _drain_deferred(self) -> None:
         while self._deferred:
@@ -452,7 +459,9 @@ class Ring(RingBase):
             self._walk(lambda kind, payload: _external.unlink_payload(payload) if kind == EXTERNAL else None)
             self._table.reap_pending(only_dead=False)
             self._table.drop_spares()
-            self._deferred.clear()
+            while self._deferred:  # their pending slots were just reaped: drop our refs
+                name, _, _, _, token = self._deferred.pop()
+                _external.forget(name, use=True, token=token or None)
         finally:
             _unlock_c(self._mfast)
             _external.unlink(self.name)

@@ -111,7 +111,7 @@ class RingBase:
         self._maxsize = 0  # immutable once created; cached by create/attach
         self._table = _segments.SegmentTable(view)
         # segments given back while the lock could not be taken (see give_back)
-        self._deferred: list[tuple[str, int, int, int]] = []
+        self._deferred: list[tuple[str, int, int, int, str]] = []
 
     # -- creation ------------------------------------------------------------------------
 
