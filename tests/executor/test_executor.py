@@ -356,3 +356,54 @@ def test_reusable_executor_is_shared_and_replaced(start_method: str) -> None:
         first.shutdown()  # already winding down; wait for it
     finally:
         _HOLDER.reset()
+
+
+# -- EngineFuture: the condition is made on first use (no processes needed) ---------------
+
+
+def _engine_future() -> Any:
+    from procly._executor._executor import EngineFuture
+
+    return EngineFuture()
+
+
+def test_future_completed_without_condition() -> None:
+    ok, bad = _engine_future(), _engine_future()
+    assert ok.task_started(None) and bad.task_started(None)
+    assert ok.running()  # (made its condition: the state is still read right)
+    ok.task_done(None, True, 42)
+    bad.task_done(None, False, ValueError("boom"))
+    assert bad._cond is None  # nobody looked: completed without a condition
+    assert ok.result() == 42 and ok.done() and ok.exception() is None
+    with pytest.raises(ValueError, match="boom"):
+        bad.result()
+    assert isinstance(bad.exception(), ValueError)
+
+
+def test_future_waiters_and_callbacks_are_notified() -> None:
+    futs = [_engine_future() for _ in range(50)]
+    seen: list[int] = []
+    futs[0].add_done_callback(lambda f: seen.append(f.result()))
+    got: list[int] = []
+    waiter = threading.Thread(target=lambda: got.append(futs[1].result(timeout=30)))
+    waiter.start()
+    collector: list[int] = []
+    watcher = threading.Thread(
+        target=lambda: collector.extend(f.result() for f in cf.as_completed(futs, timeout=30))
+    )
+    watcher.start()
+    for i, fut in enumerate(futs):  # completed from another thread, as the dispatcher does
+        assert fut.task_started(None)
+        fut.task_done(None, True, i)
+    waiter.join(30)
+    watcher.join(30)
+    assert seen == [0] and got == [1] and sorted(collector) == list(range(50))
+
+
+def test_future_cancelled_before_start() -> None:
+    fut = _engine_future()
+    assert fut.cancel() and fut.cancelled()
+    assert fut.task_started(None) is False
+    fut.task_done(None, True, 1)  # a late result is dropped
+    with pytest.raises(cf.CancelledError):
+        fut.result()

@@ -41,20 +41,82 @@ __all__ = ("EngineFuture", "ProcessPoolExecutor")
 T = TypeVar("T")
 
 
+#: Serializes making a future's condition with the dispatcher's lock-free completion
+#: (see :class:`EngineFuture`); a lock constant, never reassigned.
+_MAKE_CONDITION = threading.Lock()
+
+
 class EngineFuture(cf.Future[T]):
-    """A :class:`concurrent.futures.Future` whose :meth:`cancel` can stop a running task."""
+    """A :class:`concurrent.futures.Future` whose :meth:`cancel` can stop a running task.
+
+    Its condition is made on first use: a future nobody waits on, watches (``wait``,
+    ``as_completed``, callbacks) or cancels before it completes never needs one, and
+    making it was the largest per-``submit`` cost.  The rule that keeps this exact: the
+    dispatcher completes a future without its condition only while holding
+    ``_MAKE_CONDITION`` and seeing none made, and every waiter, watcher and ``cancel``
+    goes through the condition, which is made under that same lock; so either the waiter
+    finds the state already final, or the dispatcher finds the condition and notifies.
+    """
 
     _engine: Engine | None = None
     _task: Task | None = None
+    _cond: threading.Condition | None = None
+
+    def __init__(self) -> None:
+        # cf.Future.__init__ without the condition (see the class docstring)
+        self._state = "PENDING"
+        self._result: Any = None
+        self._exception: BaseException | None = None
+        self._waiters: list[Any] = []
+        self._done_callbacks: list[Any] = []
+
+    @property  # type: ignore[override]
+    def _condition(self) -> threading.Condition:
+        cond = self._cond
+        if cond is None:
+            with _MAKE_CONDITION:
+                cond = self._cond
+                if cond is None:
+                    cond = self._cond = threading.Condition()
+        return cond
+
+    @_condition.setter
+    def _condition(self, cond: threading.Condition) -> None:
+        self._cond = cond
+
+    def result(self, timeout: float | None = None) -> T:
+        if self._state == "FINISHED":  # final: read without the condition
+            exc = self._exception
+            if exc is None:
+                return self._result  # type: ignore[no-any-return]
+            try:
+                raise exc
+            finally:
+                del exc  # no reference cycle through the traceback
+        return super().result(timeout)
 
     # sink protocol (dispatcher thread)
     def task_started(self, task: Task) -> bool:
         # A task whose worker died before starting it is handed out again: already running.
-        if self._state == "RUNNING":  # type: ignore[attr-defined]
+        if self._state == "RUNNING":
             return True
+        if self._cond is None:
+            with _MAKE_CONDITION:
+                if self._cond is None and self._state == "PENDING":
+                    self._state = "RUNNING"  # nobody waits: no notification due
+                    return True
         return self.set_running_or_notify_cancel()
 
     def task_done(self, task: Task, ok: bool, value: Any) -> None:
+        if self._cond is None:
+            with _MAKE_CONDITION:
+                if self._cond is None and self._state in ("PENDING", "RUNNING"):
+                    if ok:
+                        self._result = value
+                    else:
+                        self._exception = value
+                    self._state = "FINISHED"  # last: result() reads it without a lock
+                    return
         try:
             if ok:
                 self.set_result(value)
@@ -71,8 +133,8 @@ class EngineFuture(cf.Future[T]):
         """Cancel the call; unlike the standard library, a *running* call is stopped too
         (its worker is killed and replaced).  False only if it already finished."""
         with self._condition:
-            if self._state == "RUNNING":  # type: ignore[attr-defined]
-                self._state = "PENDING"  # type: ignore[attr-defined]
+            if self._state == "RUNNING":
+                self._state = "PENDING"
                 running = True
             else:
                 running = False
