@@ -12,7 +12,10 @@
   condition variable would: glibc may hand a signal to a dead waiter).
 
 Every call goes through ``ctypes.CDLL``, which releases the GIL: a thread blocked on the
-mutex or in a futex wait lets the other threads of its process run.
+mutex or in a futex wait lets the other threads of its process run.  The ring's hot paths
+only *try* the mutex and unlock it through the C extension ``procly._os._native``
+(``mutex_trylock``/``mutex_unlock``, ~40 ns instead of ~200 ns through ctypes; neither
+blocks, so keeping the GIL is fine) when it was built, and come here for the blocking rest.
 
 Linux only for now (futex).  macOS would need ``os_sync_wait_on_address`` and a
 non-robust mutex; :func:`available` says whether this module works here.

@@ -50,6 +50,9 @@ Crash safety (a process SIGKILLed at any instruction):
   sleeps are sliced, so a waker that died before waking costs at most one slice.
 * Big items: every segment is named in the header's pending table (with the pid filling or
   holding it) or spare table until it is unlinked; dead pids are reaped (see _segments).
+  Should the queue's creator and every holder die, nobody is left to reap: the resource
+  tracker owns every segment too, and unlinks it once nothing references it or, for one
+  still queued, when the tree is gone (see _external).
 
 The data area is a sparse mapping of :data:`MAX_CAPACITY` bytes of which only the first CAP
 are used (pages are touched only when used); CAP doubles when a put does not fit, which is
