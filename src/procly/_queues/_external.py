@@ -40,6 +40,7 @@ tracker exits with its tree, and the tracker unlinks every name it still owns th
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import pickle
@@ -75,11 +76,12 @@ def forget(name: str, *, use: bool = False, token: str | None = None) -> None:
     """Unlink *name* and tell the tracker: it no longer owns the name, this process drops
     its use (if *use*) and the hold *token* (if given) is released."""
     unlink(name)
-    _tracker.unregister("shm", name, lazy=True)
-    if token:
-        _tracker.release_hold("shm", name, token)
-    if use:
-        _tracker.release("shm", name, lazy=True)
+    with contextlib.suppress(OSError):  # the name is gone: the rest is bookkeeping
+        _tracker.unregister("shm", name, lazy=True)
+        if token:
+            _tracker.release_hold("shm", name, token)
+        if use:
+            _tracker.release("shm", name, lazy=True)
 
 
 def _write_all(fd: int, pieces: list[Any]) -> None:
@@ -184,9 +186,12 @@ class Opened:
         names this process as its holder."""
         token, self.token = self.token, None
         if token is not None:
-            _tracker.use("shm", self.name)
-            if token:
-                _tracker.release_hold("shm", self.name, token)
+            # A tracker that cannot be reached must not cost the item, which is taken
+            # already: the queue's pending table still names this process as its holder.
+            with contextlib.suppress(OSError):
+                _tracker.use("shm", self.name)
+                if token:
+                    _tracker.release_hold("shm", self.name, token)
 
     def close(self) -> None:
         if self.fd >= 0:

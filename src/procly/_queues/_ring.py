@@ -61,6 +61,7 @@ why a ``Queue(maxsize=0)`` never blocks, like the standard library's.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -412,7 +413,10 @@ class Ring(RingBase):
         # producer may be waiting to refill this very segment); unused ones are released.
         token = ""
         if generation == _segments.fork_generation() and not self._h[_DESTROYED]:
-            token = _tracker.hold("shm", name)
+            try:
+                token = _tracker.hold("shm", name)
+            except OSError:  # no tracker: no recycling (a spare must be held by it)
+                token = ""
         entry = (name, capacity, slot, generation, token)
         for _ in range(64):
             rc = _trylock_c(self._mfast)
@@ -440,7 +444,8 @@ class Ring(RingBase):
             and self._table.put_spare(name, capacity, token)
         ):
             # A spare has no user: the hold keeps it now, so our use can go.
-            _tracker.release("shm", name, lazy=True)
+            with contextlib.suppress(OSError):
+                _tracker.release("shm", name, lazy=True)
             return
         _external.forget(name, use=True, token=token or None)
 
