@@ -68,6 +68,10 @@ _POLLIN = select.POLLIN | select.POLLHUP | select.POLLERR
 _TARGET_QUEUE_S = 0.005
 _MAX_PER_WORKER = 64
 _SHUTDOWN_FRAME = pickle.dumps(Shutdown(), pickle.HIGHEST_PROTOCOL)
+_ATOMS = frozenset({int, float, str, bytes, bool, type(None), complex})
+_PROTOCOL = pickle.HIGHEST_PROTOCOL
+_dumps = pickle.dumps
+_NO_VIEWS: list[memoryview] = []  # shared, never mutated (extend() only reads it)
 
 
 class _Registry:
@@ -465,8 +469,22 @@ class Engine(Recovery):
                     blob = dumps(fn)
                     fi = index[id(fn)] = len(functions)
                     functions.append(blob)
+                args = task.args
                 wire = task.wire
-                if wire is None:
+                if (
+                    wire is None
+                    and task.mode == MODE_CALL
+                    and not task.kwargs
+                    and type(args) is tuple
+                    and len(args) <= 4
+                    and all(type(a) in _ATOMS for a in args)
+                ):
+                    # the hot path of apply_async/submit: plain arguments, pickled in C
+                    # (cheap to redo if the task is ever sent again: not kept)
+                    mode = MODE_CALL
+                    payload = _dumps(args, _PROTOCOL)
+                    views = _NO_VIEWS
+                elif wire is None:
                     mode = task.mode
                     if mode == MODE_CALL and task.kwargs:
                         mode = MODE_CALL_KW
