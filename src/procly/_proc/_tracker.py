@@ -52,6 +52,7 @@ program left to it, and it unlinks a segment as soon as *any* process that attac
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import re
@@ -61,6 +62,7 @@ import sys
 import tempfile
 import threading
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 __all__ = (
@@ -163,6 +165,13 @@ class _Client:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
+        # The thread inside ``self.lock``: a garbage-collection finalizer (a segment or a
+        # lock released) can run on that thread while it holds the lock; its message goes to
+        # ``deferred`` (deque appends are atomic) and leaves with the next send, instead of
+        # deadlocking on the lock.  Finalizers only release, so a delay can never cause a
+        # reclaim, only postpone one.
+        self.owner: int | None = None
+        self.deferred: collections.deque[tuple[str, tuple[str, Key] | None]] = collections.deque()
         self.sock: socket.socket | None = None
         self.pid = os.getpid()
         self.uses: Counter[Key] = Counter()
@@ -173,6 +182,24 @@ class _Client:
         # Set once this process said goodbye: later messages (finalizers running at
         # shutdown) are dropped rather than starting a new tracker.
         self.finished = False
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """``self.lock``, remembering which thread holds it (see ``deferred``)."""
+        with self.lock:
+            self.owner = threading.get_ident()
+            try:
+                yield
+            finally:
+                self.owner = None
+
+    def _take_deferred(self) -> None:
+        """Move messages deferred by finalizers into ``pending`` (call with the lock held)."""
+        while self.deferred:
+            line, record = self.deferred.popleft()
+            if record is not None:
+                self._record(*record)
+            self.pending.append(line + "\n")
 
     # -- connection management (call with self.lock held) ---------------------------------
     def _connect(self) -> socket.socket:
@@ -201,7 +228,10 @@ class _Client:
         :meth:`roundtrip` / :meth:`goodbye`): only for messages whose delay can postpone a
         reclaim but never cause one, since a process killed meanwhile never sends them.
         """
-        with self.lock:
+        if self.owner == threading.get_ident():  # re-entered from a finalizer: see deferred
+            self.deferred.append((line, record))
+            return
+        with self.held():
             if lazy and self.pid == os.getpid() and len(self.pending) < _MAX_PENDING:
                 if not self.finished:
                     if record is not None:
@@ -222,6 +252,7 @@ class _Client:
             sock = self._connect()
             if fresh:
                 self.pending.clear()  # the replay below reflects them already
+            self._take_deferred()
             data = ("".join(self.pending) + line + "\n").encode()
             self.pending.clear()
             try:
@@ -287,7 +318,7 @@ class _Client:
 
     def roundtrip(self, line: str = "P") -> str:
         """Ping the tracker and wait for the answer: everything sent before is processed."""
-        with self.lock:
+        with self.held():
             self._send_locked(line)
             if self.sock is None:  # finished: nothing to wait for
                 return ""
@@ -303,6 +334,8 @@ class _Client:
     def after_fork_in_child(self) -> None:
         inherited = self.sock
         self.lock = threading.Lock()  # another thread may have held it at fork time
+        self.owner = None
+        self.deferred.clear()  # the parent's to send, not ours
         self.sock = None
         self.pid = os.getpid()
         self.finished = False
@@ -319,7 +352,8 @@ class _Client:
                 inherited.close()
 
     def goodbye(self) -> None:
-        with self.lock:
+        with self.held():
+            self._take_deferred()
             self.finished = True
             if self.sock is not None and self.pid == os.getpid():
                 with contextlib.suppress(OSError):
@@ -438,7 +472,7 @@ def goodbye() -> None:
 def ensure_running() -> str:
     """Connect (starting the tracker if needed) and return its address, so that children
     started from now on (including a forkserver) inherit it through the environment."""
-    with _CLIENT.lock:
+    with _CLIENT.held():
         _CLIENT._connect()
     return os.environ[ENV_VAR]
 
