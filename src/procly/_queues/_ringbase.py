@@ -59,8 +59,9 @@ _unlock = _native.unlock
 _trylock_c: Any
 _unlock_c: Any
 try:
-    from .._os._native import mutex_trylock as _trylock_c
-    from .._os._native import mutex_unlock as _unlock_c
+    from .._os import _native as _c_ext  # (module form: the import linter cannot see a .so)
+
+    _trylock_c, _unlock_c = _c_ext.mutex_trylock, _c_ext.mutex_unlock
 
     _FAST_INT = True
 except ImportError:  # pragma: no cover - the C extension is optional
