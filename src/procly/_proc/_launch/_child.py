@@ -9,7 +9,7 @@ import threading
 
 from .._finalize import Finalize
 
-__all__ = ("ChildHandle", "close_fd", "wait_readable")
+__all__ = ("ChildHandle", "PopenBase", "close_fd", "wait_readable")
 
 
 def wait_readable(fd: int, timeout: float | None) -> bool:
@@ -23,14 +23,9 @@ def wait_readable(fd: int, timeout: float | None) -> bool:
     return bool(poller.poll(ms))
 
 
-class ChildHandle:
-    """A :class:`~procly._proc._launch.Popen` for a direct child of this process.
-
-    The sentinel is a pidfd where the kernel has them (nothing for the child to hold, so a
-    grandchild inheriting descriptors cannot delay it), else the read end of a pipe whose
-    write end only the child holds.  Reaping is serialised by a lock so that two threads
-    joining the same child never race ``waitpid`` into ``ECHILD``.
-    """
+class PopenBase:
+    """What every :class:`~procly._proc._launch.Popen` shares: a pid, a sentinel closed with
+    the handle, signals that are not sent once the child is known to be gone."""
 
     def __init__(self, pid: int, sentinel: int) -> None:
         self.pid = pid
@@ -39,6 +34,40 @@ class ChildHandle:
         self._lock = threading.Lock()
         # Closes the sentinel if the handle is dropped without close() (as the stdlib does).
         self._closer = Finalize(self, close_fd, (sentinel,))
+
+    def poll(self) -> int | None:
+        return self.wait(0)
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        raise NotImplementedError
+
+    def _send(self, signum: int) -> None:
+        with self._lock:
+            if self.returncode is None:
+                try:
+                    os.kill(self.pid, signum)
+                except ProcessLookupError:
+                    pass
+
+    def terminate(self) -> None:
+        self._send(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self._send(signal.SIGKILL)
+
+    def close(self) -> None:
+        self._closer()
+        self.sentinel = -1
+
+
+class ChildHandle(PopenBase):
+    """A :class:`~procly._proc._launch.Popen` for a direct child of this process.
+
+    The sentinel is a pidfd where the kernel has them (nothing for the child to hold, so a
+    grandchild inheriting descriptors cannot delay it), else the read end of a pipe whose
+    write end only the child holds.  Reaping is serialised by a lock so that two threads
+    joining the same child never race ``waitpid`` into ``ECHILD``.
+    """
 
     def poll(self) -> int | None:
         if self.returncode is not None:
@@ -73,24 +102,6 @@ class ChildHandle:
                     self.returncode = 255
                 else:
                     self.returncode = os.waitstatus_to_exitcode(status)
-
-    def _send(self, signum: int) -> None:
-        with self._lock:
-            if self.returncode is None:
-                try:
-                    os.kill(self.pid, signum)
-                except ProcessLookupError:
-                    pass
-
-    def terminate(self) -> None:
-        self._send(signal.SIGTERM)
-
-    def kill(self) -> None:
-        self._send(signal.SIGKILL)
-
-    def close(self) -> None:
-        self._closer()
-        self.sentinel = -1
 
 
 def close_fd(fd: int) -> None:

@@ -35,9 +35,8 @@ from typing import TYPE_CHECKING
 from ..._errors import ProcessError
 from ..._os._fds import close_quietly, send_with_fds
 from .._afterfork import register_internal
-from .._finalize import Finalize
 from .._lifeline import LIFELINE
-from ._child import close_fd, wait_readable
+from ._child import PopenBase, wait_readable
 from ._spawn import LAUNCHER as SPAWN
 from ._spawn import build_payload, preparation_data
 
@@ -55,15 +54,8 @@ UNKNOWN_EXITCODE = 255
 _SERVER_CODE = "from procly._proc._launch._forkserver_main import main; main()"
 
 
-class ForkServerPopen:
-    """Handle of a forkserver child; its status arrives over ``status_a``."""
-
-    def __init__(self, pid: int, status_fd: int) -> None:
-        self.pid = pid
-        self.sentinel = status_fd
-        self.returncode: int | None = None
-        self._lock = threading.Lock()
-        self._closer = Finalize(self, close_fd, (status_fd,))
+class ForkServerPopen(PopenBase):
+    """Handle of a forkserver child; its status arrives over ``status_a`` (the sentinel)."""
 
     def _read_status(self) -> None:
         data = b""
@@ -77,9 +69,6 @@ class ForkServerPopen:
             pass
         self.returncode = STATUS.unpack(data)[0] if len(data) == STATUS.size else UNKNOWN_EXITCODE
 
-    def poll(self) -> int | None:
-        return self.wait(0)
-
     def wait(self, timeout: float | None = None) -> int | None:
         if self.returncode is not None or self.sentinel < 0:
             return self.returncode
@@ -89,27 +78,6 @@ class ForkServerPopen:
             if self.returncode is None:
                 self._read_status()
         return self.returncode
-
-    def _send(self, signum: int) -> None:
-        if self.returncode is None:
-            try:
-                os.kill(self.pid, signum)
-            except ProcessLookupError:
-                pass
-
-    def terminate(self) -> None:
-        import signal
-
-        self._send(signal.SIGTERM)
-
-    def kill(self) -> None:
-        import signal
-
-        self._send(signal.SIGKILL)
-
-    def close(self) -> None:
-        self._closer()
-        self.sentinel = -1
 
 
 class ForkServerLauncher:
