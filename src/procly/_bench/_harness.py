@@ -20,7 +20,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ("SECTIONS", "Case", "CaseResult", "format_table", "run_cases", "run_sections")
+__all__ = (
+    "SECTIONS",
+    "Case",
+    "CaseResult",
+    "contender_module",
+    "format_table",
+    "race",
+    "run_cases",
+    "run_sections",
+)
 
 #: Section name -> module, in the order the table prints them.
 SECTIONS: dict[str, str] = {
@@ -32,6 +41,35 @@ SECTIONS: dict[str, str] = {
     "pool": "procly._bench._pool",
     "managers": "procly._bench._managers",
 }
+
+
+def contender_module(who: str) -> Any:
+    """The package a contender runs: the standard library's :mod:`multiprocessing` for
+    ``"stdlib"`` (imported here, lazily: procly's runtime never imports it), else procly."""
+    return importlib.import_module("multiprocessing" if who == "stdlib" else "procly")
+
+
+def race(ctx: Any, target: Callable[..., None], args: tuple[Any, ...], n_procs: int) -> float:
+    """Start *n_procs* processes running ``target(*args, ready, go)``, wait until all are
+    ready, release them at once and return the seconds until the last one exits.
+
+    *target* must ``ready.release()``, then ``go.wait()``, then do its work: start-up cost
+    stays out of the measurement.  Raises :class:`RuntimeError` if a process failed.
+    """
+    ready, go = ctx.Semaphore(0), ctx.Event()
+    procs = [ctx.Process(target=target, args=(*args, ready, go)) for _ in range(n_procs)]
+    for p in procs:
+        p.start()
+    for _ in procs:
+        ready.acquire()
+    start = time.perf_counter()
+    go.set()
+    for p in procs:
+        p.join()
+    elapsed = time.perf_counter() - start
+    if any(p.exitcode != 0 for p in procs):
+        raise RuntimeError(f"a racing process failed: {[p.exitcode for p in procs]}")
+    return elapsed
 
 
 class Skip(Exception):

@@ -18,24 +18,19 @@ is imported lazily, inside the runners only.
 from __future__ import annotations
 
 import atexit
-import importlib
 import time
 from collections.abc import Callable
 from typing import Any
 
-from ._harness import Case, Skip
+from ._harness import Case, Skip, contender_module, race
 
 __all__ = ("cases",)
-
-
-def _module(name: str) -> Any:
-    return importlib.import_module("procly" if name == "procly" else "multiprocessing")
 
 
 # -- contended Value ---------------------------------------------------------------------------
 
 
-def _bump(v: Any, ready: Any, go: Any, n: int) -> None:
+def _bump(v: Any, n: int, ready: Any, go: Any) -> None:
     ready.release()
     go.wait()
     for _ in range(n):
@@ -45,20 +40,11 @@ def _bump(v: Any, ready: Any, go: Any, n: int) -> None:
 
 def _value_increments(who: str, n: int) -> Callable[[], float]:
     def run() -> float:
-        ctx = _module(who).get_context("fork")
-        v, ready, go = ctx.Value("i", 0), ctx.Semaphore(0), ctx.Event()
-        procs = [ctx.Process(target=_bump, args=(v, ready, go, n)) for _ in range(2)]
-        for p in procs:
-            p.start()
-        for _ in procs:
-            ready.acquire()
-        start = time.perf_counter()
-        go.set()
-        for p in procs:
-            p.join()
-        elapsed = time.perf_counter() - start
-        if any(p.exitcode != 0 for p in procs) or v.value != 2 * n:
-            raise RuntimeError(f"increments lost or a process failed: {v.value} != {2 * n}")
+        ctx = contender_module(who).get_context("fork")
+        v = ctx.Value("i", 0)
+        elapsed = race(ctx, _bump, (v, n), 2)
+        if v.value != 2 * n:
+            raise RuntimeError(f"increments lost: {v.value} != {2 * n}")
         return 2 * n / elapsed
 
     return run
@@ -120,7 +106,7 @@ class _ArrayHandOver:
             import numpy as np
         except ImportError:
             raise Skip("NumPy is not installed") from None
-        ctx = _module(self.who).get_context("fork")
+        ctx = contender_module(self.who).get_context("fork")
         plain = np.ones(self.nbytes // 8)
         if self.who == "procly":
             from procly.shared_memory import share

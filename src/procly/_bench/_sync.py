@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ._harness import Case
+from ._harness import Case, contender_module, race
 
 __all__ = ("cases",)
 
@@ -32,13 +32,6 @@ def _pairs(lock: Any, n: int) -> float:
         acquire()
         release()
     return n / (time.perf_counter() - start)
-
-
-def _module(name: str) -> Any:
-    """procly or the standard library's multiprocessing (imported here, lazily)."""
-    import importlib
-
-    return importlib.import_module("multiprocessing" if name == "stdlib" else "procly")
 
 
 def _make(who: str, ctx: Any, kind: str) -> Any:
@@ -55,13 +48,13 @@ def _uncontended(who: str, kind: str, n: int) -> Callable[[], float]:
 
     def run() -> float:
         if not made:
-            made.append(_make(who, _module(who).get_context("fork"), kind))
+            made.append(_make(who, contender_module(who).get_context("fork"), kind))
         return _pairs(made[0], n)
 
     return run
 
 
-def _contend(lock: Any, ready: Any, go: Any, n: int) -> None:
+def _contend(lock: Any, n: int, ready: Any, go: Any) -> None:
     ready.release()
     go.wait()
     for _ in range(n):
@@ -71,21 +64,8 @@ def _contend(lock: Any, ready: Any, go: Any, n: int) -> None:
 
 def _contended(who: str, n: int) -> Callable[[], float]:
     def run() -> float:
-        ctx = _module(who).get_context("fork")
-        lock, ready, go = _make(who, ctx, "Lock"), ctx.Semaphore(0), ctx.Event()
-        procs = [ctx.Process(target=_contend, args=(lock, ready, go, n)) for _ in range(2)]
-        for p in procs:
-            p.start()
-        for _ in procs:
-            ready.acquire()
-        start = time.perf_counter()
-        go.set()
-        for p in procs:
-            p.join()
-        elapsed = time.perf_counter() - start
-        if any(p.exitcode != 0 for p in procs):
-            raise RuntimeError("a contending process failed")
-        return 2 * n / elapsed
+        ctx = contender_module(who).get_context("fork")
+        return 2 * n / race(ctx, _contend, (_make(who, ctx, "Lock"), n), 2)
 
     return run
 
