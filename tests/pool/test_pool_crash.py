@@ -280,3 +280,23 @@ def test_functions_of_python_dash_c_main_travel_by_value(method: str) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "[0, 3, 6, 9] lam" in result.stdout
+
+
+def test_spare_worker_replaces_the_next_crash(start_method: str) -> None:
+    """Under fork, a crash leaves a started spare; the next crash promotes it at once."""
+    expected = 1 if start_method == "fork" else 0
+    with procly.get_context(start_method).Pool(2) as pool:
+        engine = pool._engine
+        assert engine is not None and engine._sup.spares == []  # none before any loss
+        with pytest.raises(WorkerCrashedError):
+            pool.apply(die_exit, (3,))
+        # the spare is forked right after the next hand-out, so before this result arrives
+        assert pool.apply(square, (3,)) == 9
+        assert len(engine._sup.spares) == expected
+        spare_pids = [s.proc.pid for s in engine._sup.spares]
+        with pytest.raises(WorkerCrashedError):
+            pool.apply(die_kill)
+        assert pool.map(square, range(20), chunksize=1) == [x * x for x in range(20)]
+        serving = [s.proc.pid for s in engine._sup.slots]
+        assert len(serving) == 2 and all(pid in serving for pid in spare_pids)
+        assert len(engine._sup.spares) == expected

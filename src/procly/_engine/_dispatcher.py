@@ -141,6 +141,7 @@ class Engine(Recovery):
         self._shutdown_sent = False
         self._sources = 0  # open lazy maps that may still submit after close()
         self._cancel_queued = False
+        self._want_spare = False  # dispatcher thread only (see _recovery)
         try:
             for _ in range(options.processes):
                 self._sup.spawn()
@@ -281,7 +282,7 @@ class Engine(Recovery):
         self._stale: set[int] = set()
         self._poller.register(self._wake_r, select.POLLIN)
         self._fdmap[self._wake_r] = (0, None)
-        for slot in list(self._sup.slots):
+        for slot in self._sup.workers():
             self._watch(slot)
         try:
             self._loop()
@@ -353,13 +354,15 @@ class Engine(Recovery):
                 return
             if queue and not self._shutdown_sent:
                 self._dispatch()
+            if self._want_spare:
+                self._start_spare()
             if state == _CLOSING and not queue and self._finished == accepted and not sources:
                 if not self._shutdown_sent:
                     self._shutdown_sent = True
-                    for slot in self._sup.slots:
+                    for slot in self._sup.workers():
                         slot.writer.queue(_SHUTDOWN_FRAME)
                         self._flush(slot)
-                if not self._sup.slots and not self._dying:
+                if not self._sup.slots and not self._sup.spares and not self._dying:
                     return
             self._notify_done()
             timeout = self._sup.wait_timeout()

@@ -11,6 +11,10 @@ Split from :mod:`._dispatcher` for size; :class:`Recovery` is a mixin of
   fails with :class:`~procly.errors.TaskTimeoutError` or is dropped (cancelled);
 * workers that keep dying before running anything break the pool instead of respawning
   forever;
+* under ``fork``, once a worker has been lost the pool keeps one started *spare*: the
+  next loss promotes it at once (no fork, no start-up latency while work waits), and the
+  new spare is forked only after the dispatcher has handed out work again, so the
+  surviving workers stay busy during the fork;
 * breaking (an initializer failed) fails every unfinished task with
   :class:`~procly.errors.BrokenProcessPool`; terminating fails them with
   :class:`~procly.errors.PoolClosedError`.
@@ -53,6 +57,7 @@ class Recovery:
     _dying: dict[int, WorkerSlot]
     _startup_failures: int
     _shutdown_sent: bool
+    _want_spare: bool
 
     # provided by Engine
     def _pump(self, slot: WorkerSlot) -> None:
@@ -85,6 +90,9 @@ class Recovery:
         self._unwatch_sentinel(slot)
         if slot.sock.fileno() != -1:
             self._unwatch_sock(slot)
+        if slot in self._sup.spares:  # never served: nothing to fail; replaced when used
+            self._sup.lose(slot)
+            return
         retired = slot.tasks_left == 0 and not slot.inflight
         culprit, orphans = self._sup.lose(slot)
         self._queue.extendleft(reversed(orphans))
@@ -128,6 +136,10 @@ class Recovery:
             return
         if state == CLOSING and not self._queue and self._finished == accepted and not sources:
             return
+        if self.options.start_method == "fork" and not self._shutdown_sent:
+            self._want_spare = True  # forked by the dispatcher after its next hand-out
+            if self._sup.promote() is not None:
+                return  # the spare is watched already
         try:
             slot = self._sup.spawn()
         except BaseException as exc:
@@ -136,6 +148,17 @@ class Recovery:
             self._break(err)
             return
         self._watch(slot)
+
+    def _start_spare(self) -> None:
+        """Fork the spare that :meth:`_replace` asked for (dispatcher loop, after sending)."""
+        self._want_spare = False
+        if self._sup.spares or self._shutdown_sent or self._broken is not None:
+            return
+        try:
+            spare = self._sup.spawn(spare=True)
+        except Exception:  # an optimisation only: the pool works without it
+            return
+        self._watch(spare)
 
     def _kill(self, slot: WorkerSlot, task: Task, *, timed_out: bool) -> None:
         """Kill *slot*'s worker because its running *task* timed out or was cancelled."""
@@ -225,14 +248,14 @@ class Recovery:
                 self._finish(task, False, PoolClosedError("the pool was terminated"))
 
     def _kill_all(self) -> None:
-        for slot in [*self._sup.slots, *self._dying.values()]:
+        for slot in [*self._sup.workers(), *self._dying.values()]:
             try:
                 slot.proc.kill()
             except Exception:  # pragma: no cover
                 pass
 
     def _reap_all(self) -> None:
-        for slot in [*self._sup.slots, *self._dying.values()]:
+        for slot in [*self._sup.workers(), *self._dying.values()]:
             try:
                 slot.proc.join(5.0)
             except Exception:  # pragma: no cover
@@ -242,4 +265,5 @@ class Recovery:
             except OSError:  # pragma: no cover
                 pass
         self._sup.slots.clear()
+        self._sup.spares.clear()
         self._dying.clear()

@@ -89,17 +89,26 @@ class Supervisor:
         self._clock = clock
         self._close_inherited = close_inherited
         self.slots: list[WorkerSlot] = []
+        #: Started workers not serving yet, promoted by :meth:`promote` when one is lost.
+        self.spares: list[WorkerSlot] = []
         self._deadlines: list[tuple[float, int, Task, WorkerSlot]] = []
         #: Extra parent descriptors a forked worker must close (the dispatcher's wake pipe).
         self.parent_fds: tuple[int, ...] = ()
 
     # -- workers ---------------------------------------------------------------------------
-    def spawn(self) -> WorkerSlot:
-        """Start one worker and return its slot (raises what the launcher raises)."""
+    def spawn(self, *, spare: bool = False) -> WorkerSlot:
+        """Start one worker and return its slot (raises what the launcher raises).
+
+        *spare*: keep it in :attr:`spares` instead of serving at once.
+        """
         sock, end = channel_pair()
         close_fds: tuple[tuple[int, int], ...] = ()
         if self._close_inherited:
-            fds = (*(s.sock.fileno() for s in self.slots), *self.parent_fds, sock.fileno())
+            fds = (
+                *(s.sock.fileno() for s in (*self.slots, *self.spares)),
+                *self.parent_fds,
+                sock.fileno(),
+            )
             close_fds = tuple(_identified(fd) for fd in fds if fd >= 0)
         try:
             proc = self._launcher.launch(end, self._make_setup(close_fds))
@@ -109,8 +118,20 @@ class Supervisor:
             raise
         close_end(end)
         slot = WorkerSlot(proc, sock, self._max_tasks)
+        (self.spares if spare else self.slots).append(slot)
+        return slot
+
+    def promote(self) -> WorkerSlot | None:
+        """Move a spare into service; ``None`` if there is none."""
+        if not self.spares:
+            return None
+        slot = self.spares.pop(0)
         self.slots.append(slot)
         return slot
+
+    def workers(self) -> list[WorkerSlot]:
+        """Every started worker, serving or spare."""
+        return [*self.slots, *self.spares]
 
     def lose(self, slot: WorkerSlot) -> tuple[Task | None, list[Task]]:
         """Forget *slot* (its worker died or was killed).
@@ -121,6 +142,8 @@ class Supervisor:
         slot.dead = True
         if slot in self.slots:
             self.slots.remove(slot)
+        elif slot in self.spares:
+            self.spares.remove(slot)
         inflight = slot.inflight
         culprit = inflight.popleft() if inflight else None
         orphans = list(inflight)
