@@ -615,6 +615,7 @@ class Engine(Recovery):
     def _finish(self, task: Task, ok: bool, value: Any) -> None:
         self._finished += 1
         self._delivered = True
+        task.wire = None  # a future may keep its task: not a second copy of the arguments
         try:
             task.sink.task_done(task, ok, value)
         except BaseException:
