@@ -25,6 +25,7 @@
 from __future__ import annotations
 
 import bisect
+import collections
 import contextlib
 import mmap
 import os
@@ -173,43 +174,73 @@ class _Heap:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
+        # The thread inside ``self.lock``: a block's finalizer can run on that very thread
+        # (a garbage collection during malloc); its free then waits in ``deferred`` (deque
+        # appends are atomic) for the next malloc or free instead of deadlocking.
+        self.owner: int | None = None
+        self.deferred: collections.deque[tuple[Arena, int, int]] = collections.deque()
         self.arenas: list[Arena] = []
         self.pid = os.getpid()
+
+    def after_fork_in_child(self) -> None:
+        self.lock = threading.Lock()  # another thread may have held it at fork time
+        self.owner = None
+        self.deferred.clear()
+
+    def _take_deferred(self) -> None:
+        """Return blocks freed while the lock was held (call with the lock held)."""
+        while self.deferred:
+            arena, off, n = self.deferred.popleft()
+            arena.free(off, n)
 
     def malloc(self, size: int) -> Block:
         if size < 0:
             raise ValueError("size must be non-negative")
         n = max(_ALIGN, (size + _ALIGN - 1) // _ALIGN * _ALIGN)
         with self.lock:
-            if self.pid != os.getpid():  # a forked child allocates from arenas of its own
-                self.arenas = []
-                self.pid = os.getpid()
-            if n > _ARENA_SIZE // 4:  # large: an arena of its own, returned when freed
-                arena = Arena((n + _PAGE - 1) // _PAGE * _PAGE)
-                return Block(arena, 0, size)  # the arena dies with its only block
-            for arena in self.arenas:
-                off = arena.alloc(n)
-                if off is not None:
-                    break
-            else:
-                arena = Arena(_ARENA_SIZE)
-                self.arenas.append(arena)
-                off = arena.alloc(n)
-                assert off is not None
-            block = Block(arena, off, size)
-            weakref.finalize(block, self._free, arena, off, n)
-            return block
+            self.owner = threading.get_ident()
+            try:
+                return self._malloc_locked(size, n)
+            finally:
+                self.owner = None
+
+    def _malloc_locked(self, size: int, n: int) -> Block:
+        if self.pid != os.getpid():  # a forked child allocates from arenas of its own
+            self.arenas = []
+            self.pid = os.getpid()
+            self.deferred.clear()
+        self._take_deferred()
+        if n > _ARENA_SIZE // 4:  # large: an arena of its own, returned when freed
+            arena = Arena((n + _PAGE - 1) // _PAGE * _PAGE)
+            return Block(arena, 0, size)  # the arena dies with its only block
+        for arena in self.arenas:
+            off = arena.alloc(n)
+            if off is not None:
+                break
+        else:
+            arena = Arena(_ARENA_SIZE)
+            self.arenas.append(arena)
+            off = arena.alloc(n)
+            assert off is not None
+        block = Block(arena, off, size)
+        weakref.finalize(block, self._free, arena, off, n)
+        return block
 
     def _free(self, arena: Arena, off: int, n: int) -> None:
         if os.getpid() != arena.pid:
             return
         with contextlib.suppress(ValueError):  # mapping already closed at shutdown
             arena.mmap[off : off + n] = bytes(n)  # the next owner expects zeros
+        if self.owner == threading.get_ident():
+            self.deferred.append((arena, off, n))
+            return
         with self.lock:
+            self._take_deferred()
             arena.free(off, n)
 
 
 _HEAP = _Heap()
+os.register_at_fork(after_in_child=_HEAP.after_fork_in_child)
 
 
 def heap_malloc(size: int) -> Block:

@@ -1,0 +1,34 @@
+"""A block freed by a garbage collection that runs on the thread inside the heap's lock (a
+collection during malloc) is deferred, not deadlocked, and returned by the next malloc."""
+
+from __future__ import annotations
+
+import threading
+
+from procly._shm import _heap
+
+
+def test_free_from_inside_the_heaps_critical_section_is_deferred() -> None:
+    heap = _heap._HEAP
+    block = heap.malloc(64)
+    arena, offset = block.arena, block.offset
+    done = threading.Event()
+
+    def collect_inside_malloc() -> None:
+        nonlocal block
+        with heap.lock:
+            heap.owner = threading.get_ident()  # what malloc records before allocating
+            try:
+                del block  # the finalizer runs here, on the lock-holding thread
+            finally:
+                heap.owner = None
+        done.set()
+
+    worker = threading.Thread(target=collect_inside_malloc)
+    worker.start()
+    worker.join(timeout=10)
+    assert done.is_set(), "the finalizer deadlocked on the heap lock"
+    assert (arena, offset, 64) in heap.deferred
+    again = heap.malloc(64)  # takes the deferred free first, then reuses the space
+    assert not heap.deferred
+    assert (again.arena, again.offset) == (arena, offset)
