@@ -32,6 +32,7 @@ anonymous shared *arenas* (a ``memfd`` of 64 KiB, 1024 slots)::
 
 from __future__ import annotations
 
+import collections
 import mmap
 import os
 import secrets
@@ -126,6 +127,11 @@ class _Registry:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
+        # The thread inside ``self.lock``: a primitive's finalizer can run on that very thread
+        # (a garbage collection during allocate); its release then waits in ``deferred``
+        # (deque appends are atomic) for the next allocate instead of deadlocking.
+        self.owner: int | None = None
+        self.deferred: collections.deque[Slot] = collections.deque()
         self.arenas: dict[str, Arena] = {}
         self.current: Arena | None = None
         self.next_index = 0
@@ -134,35 +140,54 @@ class _Registry:
 
     def allocate(self) -> Slot:
         with self.lock:
-            if self.free:
-                index = self.free.pop()
-            else:
-                if self.current is None or self.next_index >= ARENA_SLOTS:
-                    arena = Arena(secrets.token_hex(8), _anonymous_fd(ARENA_BYTES))
-                    self.arenas[arena.uid] = arena
-                    self.current = arena
-                    self.next_index = 0
-                index = self.next_index
-                self.next_index += 1
-            assert self.current is not None
-            return Slot(self.current, index, self.generation, shared=False)
+            self.owner = threading.get_ident()
+            try:
+                while self.deferred:
+                    self._release_locked(self.deferred.popleft())
+                return self._allocate_locked()
+            finally:
+                self.owner = None
+
+    def _allocate_locked(self) -> Slot:
+        if self.free:
+            index = self.free.pop()
+        else:
+            if self.current is None or self.next_index >= ARENA_SLOTS:
+                arena = Arena(secrets.token_hex(8), _anonymous_fd(ARENA_BYTES))
+                self.arenas[arena.uid] = arena
+                self.current = arena
+                self.next_index = 0
+            index = self.next_index
+            self.next_index += 1
+        assert self.current is not None
+        return Slot(self.current, index, self.generation, shared=False)
 
     def release(self, slot: Slot) -> None:
         """Give *slot* back if no other process can possibly use it."""
+        if self.owner == threading.get_ident():  # a finalizer inside allocate: see deferred
+            self.deferred.append(slot)
+            return
         with self.lock:
-            if slot.shared or slot.generation != self.generation or slot.arena is not self.current:
-                return
-            for i in range(SLOT_WORDS):
-                slot.words[i] = 0
-            self.free.append(slot.index)
+            self._release_locked(slot)
+
+    def _release_locked(self, slot: Slot) -> None:
+        if slot.shared or slot.generation != self.generation or slot.arena is not self.current:
+            return
+        for i in range(SLOT_WORDS):
+            slot.words[i] = 0
+        self.free.append(slot.index)
 
     def adopt(self, uid: str, fd: int) -> Arena:
         with self.lock:
-            known = self.arenas.get(uid)
-            if known is None:
-                arena = Arena(uid, fd)
-                self.arenas[uid] = arena
-                return arena
+            self.owner = threading.get_ident()
+            try:
+                known = self.arenas.get(uid)
+                if known is None:
+                    arena = Arena(uid, fd)
+                    self.arenas[uid] = arena
+                    return arena
+            finally:
+                self.owner = None
         with known.guard:  # closing any descriptor drops our record locks on the file
             os.close(fd)
         return known
@@ -172,6 +197,8 @@ class _Registry:
 
     def _after_fork_in_child(self) -> None:
         self.lock = threading.Lock()
+        self.owner = None
+        self.deferred.clear()
         self.current = None
         self.next_index = 0
         self.free = []
