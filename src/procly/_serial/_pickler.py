@@ -83,16 +83,21 @@ def _main_has_source() -> bool:
     """Whether a receiving process can find ``__main__`` objects by name.
 
     True for ``python script.py`` and ``python -m pkg.mod`` (fork inherits the module; spawn
-    and forkserver re-import it as ``__mp_main__``); false for ``python -c``, the REPL and
-    notebooks, where only pickling by value works.
+    and forkserver re-import it as ``__mp_main__``); false for ``python -c``, the REPL,
+    notebooks and ``python -m pkg`` (a package's ``__main__``, which children do not
+    re-import), where only pickling by value works.
     """
     main = sys.modules.get("__main__")
     if main is None:
         return False
     spec = getattr(main, "__spec__", None)
-    return getattr(main, "__file__", None) is not None or (
-        spec is not None and getattr(spec, "name", None) not in (None, "__main__")
-    )
+    spec_name = getattr(spec, "name", None) if spec is not None else None
+    if spec_name is not None and (spec_name == "__main__" or spec_name.endswith(".__main__")):
+        # ``python -m pkg``: a package's __main__ is not re-imported by spawned children
+        # (it rarely has the ``if __name__ == "__main__":`` guard), so its functions must
+        # travel by value.
+        return False
+    return getattr(main, "__file__", None) is not None or spec_name is not None
 
 
 def _findable_by_name(obj: Any) -> bool:

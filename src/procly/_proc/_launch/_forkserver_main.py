@@ -109,6 +109,13 @@ def _serve(control: socket.socket) -> None:
                     os.dup2(fds[3], 2)
                     close_quietly(fds[2:4])
                     code = run_payload(payload, fds[1], fds[4:])
+                except BaseException:
+                    # What a spawned child's interpreter prints for an uncaught error (e.g.
+                    # the process object does not unpickle here); stderr is the parent's now.
+                    import traceback
+
+                    traceback.print_exc()
+                    sys.stderr.flush()
                 finally:
                     os._exit(code)
             close_quietly(fds[1:])
