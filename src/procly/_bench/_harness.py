@@ -187,6 +187,8 @@ def _fmt(value: float | None, unit: str) -> str:
         for scale, suffix in ((1.0, "s"), (1e-3, "ms"), (1e-6, "us"), (1e-9, "ns")):
             if value >= scale or suffix == "ns":
                 return f"{value / scale:.3g} {suffix}"
+    if unit == "MB/s" and value >= 1e3:
+        return f"{value / 1e3:.3g} GB/s"
     if value >= 1e6:
         return f"{value / 1e6:.3g} M{unit}"
     if value >= 1e3:
