@@ -29,6 +29,9 @@ def die_kill() -> None:
 
 
 def die_segfault() -> None:
+    import faulthandler
+
+    faulthandler.disable()  # pytest's handler, inherited by a forked worker, would dump a traceback
     ctypes.string_at(0)
 
 
