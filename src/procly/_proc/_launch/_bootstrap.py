@@ -109,13 +109,23 @@ def apply_preparation(prep: dict[str, Any]) -> None:
         import_main(prep.get("main_path"), prep.get("main_name"))
 
 
-def run_payload(payload: bytes, lifeline_fd: int | None, fds: Sequence[int]) -> int:
-    """Unpack *payload* in this new child and run the process; returns its exit code."""
+def run_payload(
+    payload: bytes, lifeline_fd: int | None, fds: Sequence[int], *, watch: bool = True
+) -> int:
+    """Unpack *payload* in this new child and run the process; returns its exit code.
+
+    *lifeline_fd* becomes ``parent_process().sentinel``; unless *watch* is false (the
+    kernel already kills this child with its parent: forkserver on Linux), a watcher thread
+    also exits the process when it reports the parent gone.
+    """
     from ..._serial._fdpass import receiving_fds
     from .._lifeline import LIFELINE
 
     if lifeline_fd is not None:
-        LIFELINE.watch(lifeline_fd)
+        if watch:
+            LIFELINE.watch(lifeline_fd)
+        else:
+            LIFELINE.parent_fd = lifeline_fd
     (prep_len,) = _HEADER.unpack_from(payload)
     prep = pickle.loads(payload[_HEADER.size : _HEADER.size + prep_len])
     apply_preparation(prep)
