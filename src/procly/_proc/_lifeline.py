@@ -8,6 +8,10 @@ own children then see their lifeline break the same way, so whole trees go down.
 
 Why not ``PR_SET_PDEATHSIG`` alone: it fires when the *thread* that created the child exits,
 which kills processes started from short-lived threads, and it does not exist on macOS.
+Where it is safe -- on Linux, for a child forked by a thread that lives as long as its
+process (the main thread; the forkserver's only thread) -- :meth:`Lifeline.die_with_parent`
+uses it instead of the watcher thread, which saves about 0.3 ms per child start; the read
+end then only serves as ``parent_process().sentinel``.
 
 Invariants:
 
@@ -15,8 +19,8 @@ Invariants:
   forked child (procly's fork launcher, the forkserver's children, a bare ``os.fork``), so
   only this process ever holds it;
 * the forkserver receives the read end with each request (``SCM_RIGHTS``) and hands it to
-  that child, so forkserver children die with the process that asked for them, not with
-  the server.
+  that child as its parent sentinel; on Linux the child dies with the server (which leaves
+  when the process that asked for it dies), elsewhere it watches the read end.
 
 State lives in the one object :data:`LIFELINE`.
 """
@@ -25,6 +29,8 @@ from __future__ import annotations
 
 import _thread
 import os
+import signal
+import sys
 import threading
 
 from ._afterfork import register_internal
@@ -33,12 +39,18 @@ __all__ = ("LIFELINE", "Lifeline")
 
 #: Exit status of a child whose parent died; nobody is left to read it.
 PARENT_DIED_EXITCODE = 70
+_PR_SET_PDEATHSIG = 1
+
+TYPE_CHECKING = False  # not typing's: this module is on a spawned child's import path
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class Lifeline:
     """This process's lifeline pipe, and the parent's read end this process watches."""
 
     def __init__(self) -> None:
+        self._prctl: Any = None  # libc's prctl, loaded before forking (see die_with_parent)
         self._lock = threading.Lock()
         self._read_fd: int | None = None
         self._write_fd: int | None = None
@@ -68,6 +80,31 @@ class Lifeline:
         self._read_fd = self._write_fd = None
         if old_parent is not None and old_parent != self.parent_fd:
             _close(old_parent)
+
+    def load_prctl(self) -> bool:
+        """Load libc's ``prctl`` in the parent (so a forked child never imports ctypes);
+        false where there is none (not Linux)."""
+        if self._prctl is None:
+            self._prctl = False
+            if sys.platform.startswith("linux"):
+                try:
+                    import ctypes
+
+                    self._prctl = ctypes.CDLL(None, use_errno=True).prctl
+                except (OSError, AttributeError):
+                    pass
+        return bool(self._prctl)
+
+    def die_with_parent(self, parent_pid: int, fd: int) -> None:
+        """In a child just forked by a thread that lives as long as its process: have the
+        kernel SIGKILL this child when that thread (so the parent) exits, and keep *fd* only as
+        the parent sentinel; where that is unavailable, :meth:`watch` *fd* instead."""
+        if self._prctl and self._prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0:
+            if os.getppid() != parent_pid:  # the parent died before prctl took effect
+                os._exit(PARENT_DIED_EXITCODE)
+            self.parent_fd = fd
+            return
+        self.watch(fd)
 
     def watch(self, fd: int) -> None:
         """Exit this process as soon as the parent that holds *fd*'s write end dies."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from typing import TYPE_CHECKING
 
 from ..._os._fds import pidfd_open
@@ -39,6 +40,11 @@ class ForkLauncher:
             read_fd, write_fd = os.pipe()
         else:
             read_fd = write_fd = -1
+        # Forked by the main thread (which lives as long as this process), the child can
+        # let the kernel kill it with us instead of running a watcher thread.
+        by_main_thread = threading.current_thread() is threading.main_thread()
+        by_main_thread = by_main_thread and LIFELINE.load_prctl()
+        parent_pid = os.getpid()
         pid = os.fork()
         if pid == 0:  # child: never returns
             code = 1
@@ -47,7 +53,10 @@ class ForkLauncher:
                     os.close(read_fd)
                 parent_fd = LIFELINE.parent_fd
                 if parent_fd is not None:
-                    LIFELINE.watch(parent_fd)
+                    if by_main_thread:
+                        LIFELINE.die_with_parent(parent_pid, parent_fd)
+                    else:
+                        LIFELINE.watch(parent_fd)
                 code = process._bootstrap(parent_fd)
             finally:
                 os._exit(code)

@@ -21,40 +21,15 @@ import selectors
 import signal
 import socket
 import sys
-from collections.abc import Callable
 
 from ..._os._fds import close_quietly, recv_with_fds
+from .._lifeline import LIFELINE
 from ._bootstrap import apply_preparation, run_payload
 from ._forkserver import REQUEST, STATUS
 
 __all__ = ("main",)
 
 _MAX_FDS = 253  # SCM_MAX_FD on Linux
-_PR_SET_PDEATHSIG = 1
-
-
-def _pdeathsig_setter() -> Callable[[], bool] | None:
-    """Linux: a function that makes the kernel SIGKILL the calling (forked) child when this
-    server exits.  The server leaves when its parent dies, so its children then die too,
-    without each of them running a lifeline watcher thread (about 0.3 ms per child start).
-    ``PR_SET_PDEATHSIG`` fires when the *thread* that forked exits; here that is the
-    server's only thread, which lives as long as the server.  ``None`` elsewhere: children
-    watch the parent's lifeline pipe instead."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        import ctypes
-
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-
-    def set_pdeathsig() -> bool:
-        return bool(prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0)
-
-    return set_pdeathsig
-
-
 def _recv_exact(sock: socket.socket, size: int) -> bytes:
     chunks: list[bytes] = []
     got = 0
@@ -90,7 +65,7 @@ def _preload(control: socket.socket) -> None:
 
 
 def _serve(control: socket.socket) -> None:
-    set_pdeathsig = _pdeathsig_setter()
+    LIFELINE.load_prctl()  # children die with this server's only thread (see _lifeline)
     server_pid = os.getpid()
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_r, False)
@@ -134,12 +109,8 @@ def _serve(control: socket.socket) -> None:
                     os.dup2(fds[2], 1)
                     os.dup2(fds[3], 2)
                     close_quietly(fds[2:4])
-                    watch = True
-                    if set_pdeathsig is not None and set_pdeathsig():
-                        if os.getppid() != server_pid:  # the server died before prctl
-                            os._exit(1)
-                        watch = False
-                    code = run_payload(payload, fds[1], fds[4:], watch=watch)
+                    LIFELINE.die_with_parent(server_pid, fds[1])
+                    code = run_payload(payload, fds[1], fds[4:], watch=False)
                 except BaseException:
                     # What a spawned child's interpreter prints for an uncaught error (e.g.
                     # the process object does not unpickle here); stderr is the parent's now.
