@@ -26,3 +26,12 @@ def run_python(
 def run_in_subprocess(code: str, *, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """Run *code* (dedented) with ``python -c``."""
     return run_python(["-c", textwrap.dedent(code)], timeout=timeout)
+
+
+def process_gone(pid: int) -> bool:
+    """Whether *pid* has exited: no such process, or only a zombie (or dead) entry is left."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except OSError:
+        return True

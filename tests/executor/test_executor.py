@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 import procly
+from _support.subproc import process_gone
 from procly.errors import BrokenProcessPool, RemoteTraceback, TaskTimeoutError, WorkerCrashedError
 from procly.futures import ProcessPoolExecutor
 
@@ -293,13 +294,6 @@ if __name__ == "__main__":
 """
 
 
-def _gone(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
-
 
 def test_ctrl_c_in_executor_kills_workers(start_method: str, tmp_path: Any) -> None:
     import signal
@@ -328,9 +322,9 @@ def test_ctrl_c_in_executor_kills_workers(start_method: str, tmp_path: Any) -> N
         assert "INTERRUPTED" in out, err
         assert time.monotonic() - t0 < 20  # bound only: no wait for the sleeping task
         deadline = time.monotonic() + 10
-        while not all(_gone(p) for p in pids) and time.monotonic() < deadline:
+        while not all(process_gone(p) for p in pids) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert all(_gone(p) for p in pids)
+        assert all(process_gone(p) for p in pids)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import procly
-from _support.subproc import run_in_subprocess
+from _support.subproc import process_gone, run_in_subprocess
 from procly.errors import BrokenProcessPool, TaskTimeoutError, WorkerCrashedError
 
 
@@ -168,13 +168,6 @@ if __name__ == "__main__":
 """
 
 
-def _gone(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
-
 
 def test_ctrl_c_stops_pool_and_leaves_no_worker(start_method: str, tmp_path: Any) -> None:
     import subprocess
@@ -201,9 +194,9 @@ def test_ctrl_c_stops_pool_and_leaves_no_worker(start_method: str, tmp_path: Any
         assert "INTERRUPTED" in out, err
         assert proc.returncode == 0
         deadline = time.monotonic() + 10
-        while not all(_gone(p) for p in pids) and time.monotonic() < deadline:
+        while not all(process_gone(p) for p in pids) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert all(_gone(p) for p in pids)
+        assert all(process_gone(p) for p in pids)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -226,9 +219,9 @@ def test_unterminated_pool_workers_die_at_interpreter_exit() -> None:
     assert "3" in result.stdout
     pids = [int(p) for p in result.stdout.split("PIDS")[1].split()]
     deadline = time.monotonic() + 10
-    while not all(_gone(p) for p in pids) and time.monotonic() < deadline:
+    while not all(process_gone(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert all(_gone(p) for p in pids)
+    assert all(process_gone(p) for p in pids)
 
 
 def nested_sum(n: int) -> int:

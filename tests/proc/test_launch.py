@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import procly
-from _support.subproc import run_in_subprocess, run_python
+from _support.subproc import process_gone, run_in_subprocess, run_python
 from procly._proc._spawning import assert_spawning, is_spawning
 from procly._serial._fdpass import reduce_fd
 
@@ -92,13 +92,6 @@ if __name__ == "__main__":
 """
 
 
-def _gone(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
-
 
 def test_children_die_with_sigkilled_parent() -> None:
     import signal
@@ -115,15 +108,15 @@ def test_children_die_with_sigkilled_parent() -> None:
             assert parent.stdout is not None
             pids = [int(x) for x in parent.stdout.readline().split()]
             assert len(pids) == 7
-            assert not any(_gone(pid) for pid in pids), "a child started from a thread died early"
+            assert not any(process_gone(pid) for pid in pids), "a child started from a thread died early"
         finally:
             parent.send_signal(signal.SIGKILL)
             parent.wait()
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and not all(_gone(p) for p in pids):
+    while time.monotonic() < deadline and not all(process_gone(p) for p in pids):
         time.sleep(0.02)
     elapsed = 5 - (deadline - time.monotonic())
-    assert all(_gone(p) for p in pids), f"children survived their parent: {pids}"
+    assert all(process_gone(p) for p in pids), f"children survived their parent: {pids}"
     assert elapsed < 2.0, f"children took {elapsed:.2f} s to go"
 
 
@@ -227,9 +220,9 @@ def test_daemon_children_terminated_and_others_joined_at_exit() -> None:
         path.unlink()
     for pid in map(int, out.stdout.split()):
         deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and not _gone(pid):
+        while time.monotonic() < deadline and not process_gone(pid):
             time.sleep(0.02)
-        assert _gone(pid)
+        assert process_gone(pid)
 
 
 def _start_grandchild() -> None:
