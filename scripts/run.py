@@ -5,7 +5,9 @@
     python3 scripts/run.py test   # ruff, mypy, import-linter and the whole test suite
 
 Each creates ``.venv`` in the checkout on first use and installs procly with its test
-extras there; later runs reuse it unless ``pyproject.toml``, ``setup.py`` or a C source changed.
+extras there (``demo`` also the ``bench`` extra: loky, joblib and mpire, the peers the
+benchmark compares with); later runs reuse it unless ``pyproject.toml``, ``setup.py`` or a C
+source changed.
 """
 
 from __future__ import annotations
@@ -22,22 +24,27 @@ VENV = ROOT / ".venv"
 PY = VENV / "bin" / "python"
 
 
-def ensure_venv() -> None:
+def ensure_venv(extras: tuple[str, ...]) -> None:
+    """Create ``.venv`` and install procly with *extras* into it, unless the stamp says
+    they are installed already for the current sources."""
     stamp = VENV / ".procly-installed"
     digest = hashlib.sha256()
     for path in (ROOT / "pyproject.toml", ROOT / "setup.py", *sorted(ROOT.glob("src/procly/**/*.c"))):
         if path.exists():
             digest.update(path.read_bytes())
     want = digest.hexdigest()  # reinstall (and rebuild the C extension) when any of these change
-    if stamp.exists() and stamp.read_text() == want and PY.exists():
+    have_digest, _, have_extras = (stamp.read_text() if stamp.exists() else "").partition("\n")
+    installed = {e for e in have_extras.split(",") if e} if have_digest == want else set()
+    if set(extras) <= installed and PY.exists():
         return
     if not PY.exists():
         print("creating .venv ...", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
-    print("installing procly[test] into .venv ...", flush=True)
+    extras = tuple(sorted(installed | set(extras)))
+    print(f"installing procly[{','.join(extras)}] into .venv ...", flush=True)
     pip = [str(PY), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
-    subprocess.run([*pip, "-e", f"{ROOT}[test]"], check=True, cwd=ROOT)
-    stamp.write_text(want)
+    subprocess.run([*pip, "-e", f"{ROOT}[{','.join(extras)}]"], check=True, cwd=ROOT)
+    stamp.write_text(want + "\n" + ",".join(extras))
 
 
 def run(*cmd: str) -> None:
@@ -52,7 +59,8 @@ def main() -> None:
     extra = sys.argv[2:]
     if what not in ("demo", "test"):
         sys.exit(__doc__)
-    ensure_venv()
+    # the demo's benchmark runs the peer libraries too (the bench extra); tests need only test
+    ensure_venv(("test", "bench") if what == "demo" else ("test",))
     os.environ.pop("PYTHONPATH", None)
     if what == "demo":
         run(str(PY), "-m", "procly", "tour")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from procly._bench._harness import Case, Skip, format_table, run_cases, write_json
+from procly._bench._harness import Case, Skip, format_table, import_peer, run_cases, write_json
 
 
 def _counter(calls: list[str], who: str, values: list[float]) -> object:
@@ -61,3 +61,48 @@ def test_skipped_and_failing_runners_are_reported_not_fatal(tmp_path: Path) -> N
     write_json([result], str(out), {"quick": True})
     data = json.loads(out.read_text())
     assert data["results"][0]["medians"] == {"procly": 1.0}
+
+
+def test_target_against_a_named_peer_and_ratios_to_every_contender(tmp_path: Path) -> None:
+    case = Case(
+        "numpy",
+        "time",
+        "s",
+        1 / 3,
+        {"procly": lambda: 1.0, "stdlib": lambda: 8.0, "joblib": lambda: 4.0, "mpire": lambda: 2.0},
+        baseline="joblib",
+        setups={"joblib": "Parallel(n_jobs=2), loky backend"},
+    )
+    [result] = run_cases("pool", [case], repeats=1, log=lambda _: None)
+    assert result.ratios == {"stdlib": 0.125, "joblib": 0.25, "mpire": 0.5}
+    assert result.ratio == 0.25  # against the baseline, not the standard library
+    assert result.met is True
+    table = format_table([result])
+    assert "<= 0.333x joblib" in table
+    assert "joblib 0.25x, mpire 0.50x" in table
+    assert "0.12x" in table  # procly/stdlib still has its own column
+    assert "joblib: Parallel(n_jobs=2), loky backend" in table
+    out = tmp_path / "b.json"
+    write_json([result], str(out), {})
+    data = json.loads(out.read_text())["results"][0]
+    assert data["baseline"] == "joblib"
+    assert data["ratios_procly_over"] == {"stdlib": 0.125, "joblib": 0.25, "mpire": 0.5}
+    assert data["ratio_procly_over_baseline"] == 0.25
+    assert data["ratio_procly_over_stdlib"] == 0.125
+    assert data["target_met"] is True
+
+
+def test_missing_baseline_peer_leaves_the_target_open_and_says_not_installed() -> None:
+    def missing() -> float:
+        return float(import_peer("procly_no_such_peer_lib", "no-such-peer"))
+
+    case = Case(
+        "c", "time", "s", 0.5, {"procly": lambda: 1.0, "stdlib": lambda: 3.0, "peer": missing}, baseline="peer"
+    )
+    [result] = run_cases("sec", [case], repeats=2, log=lambda _: None)
+    assert result.not_installed == {"peer"}
+    assert result.ratio is None and result.met is None
+    assert result.ratios == {"stdlib": 1 / 3}
+    table = format_table([result])
+    assert "not installed" in table.splitlines()[2]
+    assert "no-such-peer is not installed (pip install no-such-peer)" in table

@@ -1,10 +1,14 @@
 """The side-by-side benchmark harness behind ``python -m procly bench``.
 
 Every benchmark is a :class:`Case` with one runner per contender (``"procly"``, ``"stdlib"``,
-and optionally peers such as ``"faster-fifo"``).  The harness calls the runners interleaved
--- procly, stdlib, peers, procly, stdlib, ... -- in this one process tree, so that the noise
-of a shared 2-core machine falls on every contender alike, and reports medians and the
-procly/stdlib ratio of the medians.  Targets are ratios, never absolute times.
+and optionally peer libraries such as ``"faster-fifo"``, ``"loky"``, ``"joblib"``,
+``"mpire"``).  The harness calls the runners interleaved -- procly, stdlib, peers, procly,
+stdlib, ... -- in this one process tree, so that the noise of a shared 2-core machine falls
+on every contender alike, and reports medians and the ratio of procly's median to every
+other contender's.  A case's target is a ratio against one named contender, its
+*baseline* (the standard library unless the case says otherwise, e.g. ``"joblib"``), never
+an absolute time.  A peer library that is not importable raises :class:`NotInstalled` from
+its runner: the table says "not installed" and the other contenders run as usual.
 
 Section modules (``procly._bench._<section>``) expose ``cases(quick: bool) -> list[Case]``.
 """
@@ -24,8 +28,11 @@ __all__ = (
     "SECTIONS",
     "Case",
     "CaseResult",
+    "NotInstalled",
+    "Skip",
     "contender_module",
     "format_table",
+    "import_peer",
     "race",
     "run_cases",
     "run_sections",
@@ -73,7 +80,21 @@ def race(ctx: Any, target: Callable[..., None], args: tuple[Any, ...], n_procs: 
 
 
 class Skip(Exception):
-    """Raised by a runner that cannot run here (a peer library is not installed, ...)."""
+    """Raised by a runner that cannot run here (numpy missing, ...); the reason is noted."""
+
+
+class NotInstalled(Skip):
+    """Raised by a peer's runner when its library cannot be imported (shown as "not
+    installed"; ``pip install procly[bench]`` brings loky, joblib and mpire)."""
+
+
+def import_peer(module: str, package: str) -> Any:
+    """Import a peer library for a runner; :class:`NotInstalled` (naming the pip package)
+    when it is missing, so the case still runs for everyone else."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise NotInstalled(f"{package} is not installed (pip install {package})") from None
 
 
 @dataclass(frozen=True)
@@ -81,8 +102,11 @@ class Case:
     """One benchmark: the same work done by each contender.
 
     ``metric`` is ``"time"`` (seconds per operation, lower is better) or ``"rate"``
-    (units per second, higher is better).  ``target`` is the required procly/stdlib
-    ratio: at most ``target`` for time, at least ``target`` for rate.
+    (units per second, higher is better).  ``target`` is the required ratio of procly's
+    median to the ``baseline`` contender's: at most ``target`` for time, at least
+    ``target`` for rate (so "3x faster than joblib" in time is ``target=1/3,
+    baseline="joblib"``).  ``setups`` says, per contender, how it is configured (API,
+    start method, backend); the table prints it under the results.
     """
 
     name: str
@@ -90,6 +114,8 @@ class Case:
     unit: str
     target: float | None
     runners: dict[str, Callable[[], float]]
+    baseline: str = "stdlib"
+    setups: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -99,20 +125,32 @@ class CaseResult:
     metric: str
     unit: str
     target: float | None
+    baseline: str = "stdlib"
+    setups: dict[str, str] = field(default_factory=dict)
     samples: dict[str, list[float]] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
+    not_installed: set[str] = field(default_factory=set)
 
     def median(self, who: str) -> float | None:
         values = self.samples.get(who)
         return statistics.median(values) if values else None
 
-    @property
-    def ratio(self) -> float | None:
-        """procly / stdlib of the medians."""
-        ours, theirs = self.median("procly"), self.median("stdlib")
+    def ratio_to(self, who: str) -> float | None:
+        """procly's median / *who*'s median (None if either did not run)."""
+        ours, theirs = self.median("procly"), self.median(who)
         if ours is None or theirs is None or theirs == 0:
             return None
         return ours / theirs
+
+    @property
+    def ratios(self) -> dict[str, float | None]:
+        """procly / every other contender that has samples, in running order."""
+        return {who: self.ratio_to(who) for who in self.samples if who != "procly"}
+
+    @property
+    def ratio(self) -> float | None:
+        """procly / baseline of the medians (what the target is about)."""
+        return self.ratio_to(self.baseline)
 
     @property
     def met(self) -> bool | None:
@@ -128,10 +166,15 @@ class CaseResult:
             "metric": self.metric,
             "unit": self.unit,
             "target": self.target,
+            "baseline": self.baseline,
+            "setups": self.setups,
             "medians": {who: self.median(who) for who in self.samples},
             "samples": self.samples,
             "skipped": self.skipped,
-            "ratio_procly_over_stdlib": self.ratio,
+            "not_installed": sorted(self.not_installed),
+            "ratios_procly_over": self.ratios,
+            "ratio_procly_over_stdlib": self.ratio_to("stdlib"),
+            "ratio_procly_over_baseline": self.ratio,
             "target_met": self.met,
         }
 
@@ -140,7 +183,9 @@ def run_cases(section: str, cases: Sequence[Case], repeats: int, log: Callable[[
     """Run every case *repeats* times, contenders interleaved within each round."""
     results = []
     for case in cases:
-        result = CaseResult(section, case.name, case.metric, case.unit, case.target)
+        result = CaseResult(
+            section, case.name, case.metric, case.unit, case.target, case.baseline, dict(case.setups)
+        )
         log(f"  {section}: {case.name} ...")
         for _ in range(repeats):
             for who, runner in case.runners.items():
@@ -151,6 +196,8 @@ def run_cases(section: str, cases: Sequence[Case], repeats: int, log: Callable[[
                     value = runner()
                 except Skip as exc:
                     result.skipped[who] = str(exc)
+                    if isinstance(exc, NotInstalled):
+                        result.not_installed.add(who)
                     continue
                 except Exception as exc:  # a broken contender must not hide the others
                     result.skipped[who] = f"failed: {type(exc).__name__}: {exc}"
@@ -196,21 +243,48 @@ def _fmt(value: float | None, unit: str) -> str:
     return f"{value:.3g} {unit}"
 
 
+def _cell(r: CaseResult, who: str) -> str:
+    if who in r.not_installed:
+        return "not installed"
+    if who in r.skipped:
+        return "skipped"
+    return _fmt(r.median(who), r.unit)
+
+
 def format_table(results: Sequence[CaseResult]) -> str:
-    """A plain-text table: medians per contender, ratio, target and whether it is met."""
-    peers = sorted({who for r in results for who in r.samples} - {"procly", "stdlib"})
-    header = ["section", "case", "procly", "stdlib", *peers, "procly/stdlib", "target", "met"]
+    """A plain-text table: medians per contender, procly's ratio to the standard library and
+    to every peer that ran, the target (against its baseline) and whether it is met; then
+    notes (how each peer is configured, who was skipped and why)."""
+    contenders = {who for r in results for who in (*r.samples, *r.skipped)}
+    peers = sorted(contenders - {"procly", "stdlib"})
+    header = ["section", "case", "procly", "stdlib", *peers, "procly/stdlib", "procly/peers", "target", "met"]
     rows = [header]
     for r in results:
-        target = "-" if r.target is None else ("<= " if r.metric == "time" else ">= ") + f"{r.target:g}x"
+        target = "-"
+        if r.target is not None:
+            target = ("<= " if r.metric == "time" else ">= ") + f"{r.target:.3g}x"
+            if r.baseline != "stdlib":
+                target += f" {r.baseline}"
         met = {True: "yes", False: "NO", None: "-"}[r.met]
-        ratio = "-" if r.ratio is None else f"{r.ratio:.2f}x"
-        cells = [_fmt(r.median(w), r.unit) if w not in r.skipped else "skipped" for w in ("procly", "stdlib", *peers)]
-        rows.append([r.section, r.name, *cells, ratio, target, met])
+        to_stdlib = r.ratio_to("stdlib")
+        ratio = "-" if to_stdlib is None else f"{to_stdlib:.2f}x"
+        others = ", ".join(
+            f"{who} {value:.2f}x" for who, value in r.ratios.items() if who != "stdlib" and value is not None
+        )
+        cells = [_cell(r, w) for w in ("procly", "stdlib", *peers)]
+        rows.append([r.section, r.name, *cells, ratio, others or "-", target, met])
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    notes = [f"  {r.section}/{r.name}: {who} skipped: {why}" for r in results for who, why in r.skipped.items()]
+    notes = [f"  {r.section}/{r.name}: {who}: {how}" for r in results for who, how in r.setups.items()]
+    notes += [
+        f"  {r.section}/{r.name}: {who} skipped: {why}"
+        for r in results
+        for who, why in r.skipped.items()
+        if who not in r.not_installed
+    ]
+    missing = sorted({why for r in results for who, why in r.skipped.items() if who in r.not_installed})
+    notes += [f"  {why}" for why in missing]
     return "\n".join(lines + (["", "notes:", *notes] if notes else []))
 
 

@@ -1,24 +1,34 @@
-"""Benchmarks of the worker pool (section ``pool``), 2 workers, ``fork`` for both contenders.
+"""Benchmarks of the worker pool (section ``pool``), 2 workers, ``fork`` for procly and the
+standard library; the peer libraries (``pip install procly[bench]``) each in the
+configuration its documentation recommends, with 2 workers, as the table's notes say.
 
 * ``apply_async`` one trivial task at a time: procly ``Pool`` vs ``multiprocessing.Pool``
   (target >= 5x);
 * ``submit`` one trivial task at a time: procly ``ProcessPoolExecutor`` vs
-  ``concurrent.futures.ProcessPoolExecutor`` (target >= 10x);
+  ``concurrent.futures.ProcessPoolExecutor`` (target >= 10x) and loky's
+  ``get_reusable_executor(max_workers=2)`` (its own ``loky`` start method, fork+exec);
 * ``imap`` / ``imap_unordered`` with no chunksize vs the standard ``imap(chunksize=1)``
   (its default; target >= 20x);
-* ``map`` of trivial calls with the default chunksize (target >= 1.0x);
-* 8 tasks each taking a distinct 32 MiB NumPy array (time, no target here: the issue's is
-  against joblib, not installed);
+* ``map`` of trivial calls with the default chunksize (target >= 1.0x), beside mpire's
+  ``WorkerPool(n_jobs=2).map`` (its default ``fork`` start method and automatic chunk
+  size) and joblib's ``Parallel(n_jobs=2)(delayed(f)(x) ...)`` (default ``loky`` backend,
+  automatic batch size);
+* 8 tasks each taking a distinct 32 MiB NumPy array: ``Pool.map(chunksize=1)`` vs the
+  standard library's and joblib's ``Parallel(n_jobs=2)`` (default ``loky`` backend, which
+  memory-maps arrays over 1 MB through a temporary folder); target: procly >= 3x faster
+  than joblib (time ratio <= 1/3);
 * CPU-bound coarse tasks (time, target <= 1.0x, with two bare forked processes as the
   ceiling beside them);
 * recovery: 10,000 ``apply_async`` calls with a worker SIGKILLed every 200 tasks, beside
   the same run undisturbed (procly only: the standard pool hangs on a dead worker);
 * pool start + one task + shutdown (time, target <= 1.0x).
 
-Pool start-up is outside the timed region except in the last case.  Every task is a real
+Pool start-up is outside the timed region except in the last case (every contender makes
+one warm-up call first; loky and joblib, whose executors are reusable, are shut down after
+each run so that each run starts alike and nothing is left behind).  Every task is a real
 call of a module-level function in a worker, and every result is received and checked by
-the caller.  The standard library is imported lazily, inside the runners only.  Rates use
-the same number of items for both contenders.
+the caller.  The standard library and the peers are imported lazily, inside the runners
+only.  Rates use the same number of items for every contender.
 """
 
 from __future__ import annotations
@@ -28,7 +38,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ._harness import Case
+from ._harness import Case, Skip, import_peer
 
 __all__ = ("cases",)
 
@@ -88,6 +98,67 @@ def _submit(who: str, n: int) -> Callable[[], float]:
     return run
 
 
+def _loky_submit(n: int) -> Callable[[], float]:
+    def run() -> float:
+        loky = import_peer("loky", "loky")
+        ex = loky.get_reusable_executor(max_workers=WORKERS)
+        try:
+            ex.submit(_inc, 0).result()  # warm: its workers start on first use
+            start = time.perf_counter()
+            futures = [ex.submit(_inc, i) for i in range(n)]
+            results = [f.result() for f in futures]
+            elapsed = time.perf_counter() - start
+        finally:
+            ex.shutdown(wait=True)
+        _check(results, n)
+        return n / elapsed
+
+    return run
+
+
+def _joblib_run(calls: Callable[[Any, Any], list[Any]]) -> float:
+    """Time ``calls(parallel, delayed)`` in a warm ``joblib.Parallel(n_jobs=2)`` (default
+    backend), then shut its reusable loky executor down."""
+    joblib = import_peer("joblib", "joblib")
+    try:
+        with joblib.Parallel(n_jobs=WORKERS) as parallel:
+            parallel(joblib.delayed(_inc)(i) for i in range(WORKERS))  # warm
+            start = time.perf_counter()
+            calls(parallel, joblib.delayed)
+            return time.perf_counter() - start
+    finally:
+        import_peer("joblib.externals.loky", "joblib").get_reusable_executor().shutdown(wait=True)
+
+
+def _joblib_map(n: int) -> Callable[[], float]:
+    def run() -> float:
+        got: list[Any] = []
+
+        def calls(parallel: Any, delayed: Any) -> list[Any]:
+            got[:] = parallel(delayed(_inc)(i) for i in range(n))
+            return got
+
+        elapsed = _joblib_run(calls)
+        _check(got, n)
+        return n / elapsed
+
+    return run
+
+
+def _mpire_map(n: int) -> Callable[[], float]:
+    def run() -> float:
+        mpire = import_peer("mpire", "mpire")
+        with mpire.WorkerPool(n_jobs=WORKERS, start_method="fork", keep_alive=True) as pool:
+            pool.map(_inc, range(WORKERS))  # warm: keep_alive keeps these workers
+            start = time.perf_counter()
+            results = pool.map(_inc, range(n))
+            elapsed = time.perf_counter() - start
+        _check(results, n)
+        return n / elapsed
+
+    return run
+
+
 def _imap(who: str, n: int, unordered: bool) -> Callable[[], float]:
     def run() -> float:
         with _ctx(who).Pool(WORKERS) as pool:
@@ -135,22 +206,44 @@ def _array_sum(a: Any) -> float:
     return float(a[0] + a[-1])
 
 
+def _arrays(n_arrays: int, mib: int) -> list[Any]:
+    try:
+        import numpy as np
+    except ImportError as exc:  # pragma: no cover - numpy is a test dependency
+        raise Skip("numpy is not installed") from exc
+    return [np.full(mib << 17, float(i)) for i in range(n_arrays)]  # mib MiB of float64
+
+
+def _check_sums(sums: list[float], n_arrays: int) -> None:
+    if sums != [2.0 * i for i in range(n_arrays)]:
+        raise RuntimeError("wrong results")
+
+
 def _numpy_map(who: str, n_arrays: int, mib: int) -> Callable[[], float]:
     def run() -> float:
-        try:
-            import numpy as np
-        except ImportError as exc:  # pragma: no cover - numpy is a test dependency
-            from ._harness import Skip
-
-            raise Skip("numpy is not installed") from exc
-        arrays = [np.full(mib << 17, float(i)) for i in range(n_arrays)]  # mib MiB of float64
+        arrays = _arrays(n_arrays, mib)
         with _ctx(who).Pool(WORKERS) as pool:
             pool.apply(_inc, (0,))
             start = time.perf_counter()
             sums = pool.map(_array_sum, arrays, chunksize=1)
             elapsed = time.perf_counter() - start
-        if sums != [2.0 * i for i in range(n_arrays)]:
-            raise RuntimeError("wrong results")
+        _check_sums(sums, n_arrays)
+        return elapsed
+
+    return run
+
+
+def _numpy_joblib(n_arrays: int, mib: int) -> Callable[[], float]:
+    def run() -> float:
+        arrays = _arrays(n_arrays, mib)
+        sums: list[float] = []
+
+        def calls(parallel: Any, delayed: Any) -> list[Any]:
+            sums[:] = parallel(delayed(_array_sum)(a) for a in arrays)
+            return sums
+
+        elapsed = _joblib_run(calls)
+        _check_sums(sums, n_arrays)
         return elapsed
 
     return run
@@ -229,6 +322,11 @@ def _recovery(n: int, disturbed: bool) -> Callable[[], float]:
     return run
 
 
+_LOKY = "loky.get_reusable_executor(max_workers=2).submit, loky start method (fork+exec)"
+_MPIRE = "mpire.WorkerPool(n_jobs=2, start_method='fork', keep_alive=True).map, automatic chunk size"
+_JOBLIB = "joblib.Parallel(n_jobs=2)(delayed(f)(x) ...), default loky backend, automatic batch size"
+
+
 def cases(quick: bool) -> list[Case]:
     # The same number of items for both contenders in every case.
     # (The issue quotes 100,000 tasks for apply_async/submit; 20,000 keeps one call of the
@@ -256,7 +354,9 @@ def cases(quick: bool) -> list[Case]:
             {
                 "procly": _submit("procly", n_submit),
                 "stdlib": _submit("stdlib", n_submit),
+                "loky": _loky_submit(n_submit),
             },
+            setups={"loky": _LOKY},
         ),
         Case(
             "imap, no chunksize (stdlib: chunksize=1)",
@@ -283,14 +383,26 @@ def cases(quick: bool) -> list[Case]:
             "rate",
             "items/s",
             1.0,
-            {"procly": _map("procly", 100_000), "stdlib": _map("stdlib", 100_000)},
+            {
+                "procly": _map("procly", 100_000),
+                "stdlib": _map("stdlib", 100_000),
+                "mpire": _mpire_map(100_000),
+                "joblib": _joblib_map(100_000),
+            },
+            setups={"mpire": _MPIRE, "joblib": _JOBLIB},
         ),
         Case(
             "8 tasks, each a distinct 32 MiB NumPy array (map)",
             "time",
             "s",
-            None,
-            {"procly": _numpy_map("procly", 8, 32), "stdlib": _numpy_map("stdlib", 8, 32)},
+            1 / 3,
+            {
+                "procly": _numpy_map("procly", 8, 32),
+                "stdlib": _numpy_map("stdlib", 8, 32),
+                "joblib": _numpy_joblib(8, 32),
+            },
+            baseline="joblib",
+            setups={"joblib": _JOBLIB + "; arrays over 1 MB auto-memmapped (its default max_nbytes)"},
         ),
         Case(
             f"CPU-bound: {n_cpu} tasks x {cpu_s} s (bare: 2 forked processes, the ceiling)",

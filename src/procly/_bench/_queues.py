@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ._harness import Case, Skip
+from ._harness import Case, import_peer
 
 __all__ = ("cases",)
 
@@ -47,12 +47,7 @@ def _context(who: str) -> Any:
 
 def _make_queue(who: str, ctx: Any, buffer_bytes: int) -> Any:
     if who == "faster-fifo":
-        import importlib
-
-        try:
-            faster_fifo = importlib.import_module("faster_fifo")
-        except ImportError:
-            raise Skip("faster-fifo is not installed (pip install faster-fifo)") from None
+        faster_fifo = import_peer("faster_fifo", "faster-fifo")
         return faster_fifo.Queue(max_size_bytes=buffer_bytes)
     return ctx.Queue()
 
