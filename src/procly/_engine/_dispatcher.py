@@ -44,13 +44,16 @@ from .._errors import PoolClosedError, SerializationError
 from .._futures_errors import BrokenProcessPool
 from .._serial import _pickler
 from ._channel import Frame
+from ._insights import InsightsLog, PoolInsights
 from ._messages import (
     MODE_CALL,
     MODE_CALL_KW,
+    ExitHookFailed,
     InitFailed,
     Retiring,
     Shutdown,
     TaskBatch,
+    WorkerStats,
 )
 from ._options import PoolOptions
 from ._recovery import BROKEN, CLOSING, DONE, RUN, TERMINATING, Recovery
@@ -58,7 +61,7 @@ from ._remote_tb import RemoteError
 from ._supervisor import Launcher, Supervisor, WorkerSlot
 from ._tasks import Task
 from ._waiter import ResultWaiter, report_sink_error
-from ._worker import WorkerSetup, check_pool_depth, native_thread_env
+from ._worker import WorkerSetup, check_pool_depth, native_thread_env, warn_exit_hook_failed
 
 __all__ = ("Engine", "ResultWaiter")
 
@@ -142,6 +145,7 @@ class Engine(Recovery):
         self._sources = 0  # open lazy maps that may still submit after close()
         self._cancel_queued = False
         self._want_spare = False  # dispatcher thread only (see _recovery)
+        self._insights = InsightsLog() if options.insights else None
         try:
             for _ in range(options.processes):
                 self._sup.spawn()
@@ -163,6 +167,9 @@ class Engine(Recovery):
             self._depth,
             native_thread_env(o.thread_limit),
             close_fds,
+            worker_state=o.worker_state,
+            worker_exit=o.worker_exit,
+            launched=time.monotonic() if o.insights else None,
         )
 
     # -- caller side -----------------------------------------------------------------------
@@ -177,6 +184,13 @@ class Engine(Recovery):
     @property
     def broken(self) -> BaseException | None:
         return self._broken
+
+    def insights(self) -> PoolInsights:
+        """Per-worker time accounting (see :mod:`._insights`); :class:`ValueError` unless
+        the pool was made with ``insights=True``."""
+        if self._insights is None:
+            raise ValueError("insights are off: create the pool with insights=True")
+        return self._insights.snapshot(s.proc.pid for s in self._sup.workers())
 
     def closed_error(self) -> BaseException:
         if self._broken is not None:
@@ -603,6 +617,11 @@ class Engine(Recovery):
             self._break(err)
         elif type(msg) is Retiring:
             slot.tasks_left = 0
+        elif type(msg) is WorkerStats:
+            if self._insights is not None:
+                self._insights.record(msg)
+        elif type(msg) is ExitHookFailed:
+            warn_exit_hook_failed(msg)
 
     def _notify_done(self) -> None:
         if self._delivered:

@@ -16,7 +16,8 @@
   completion order, and each fully taken chunk lets the feeder submit one more.
 
 :meth:`LazyMap.close` (also called when the iterator is garbage-collected) stops the feeder
-and drops results still to come.
+and drops results still to come.  A ``progress`` bar (:mod:`._progress`) advances as chunks
+finish and is closed at the end of the map or by :meth:`LazyMap.close`.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any
 
 from .._errors import TimeoutError as ProcTimeoutError
 from ._chunking import ChunkSizer
+from ._progress import ProgressSpec, progress_bar
 from ._tasks import EngineLike, Task
 
 __all__ = ("LazyMap",)
@@ -56,6 +58,8 @@ class LazyMap:
         ordered: bool,
         max_chunks: int,
         task_timeout: float | None = None,
+        progress: ProgressSpec = False,
+        total: int | None = None,
     ) -> None:
         self._iterator = iter(iterable)  # TypeError here, in the caller, for a non-iterable
         self._engine = engine
@@ -77,7 +81,13 @@ class LazyMap:
         self._closed = False
         self._buf: list[Any] = []
         self._pos = 0
-        engine.add_source()
+        # ``progress=`` of *total* items: ImportError/TypeError before anything started
+        self._progress = progress_bar(progress, total)
+        try:
+            engine.add_source()
+        except BaseException:
+            self.close()
+            raise
         self._feeder = threading.Thread(target=self._feed, name="procly-imap-feeder", daemon=True)
         self._feeder.start()
 
@@ -142,6 +152,8 @@ class LazyMap:
     def task_done(self, task: Task, ok: bool, value: Any) -> None:
         if ok and self._sizer is not None and task.duration:
             self._sizer.observe(task.size, task.duration)
+        if self._progress is not None:
+            self._progress.update(task.size)
         with self._cond:
             if self._closed:
                 return
@@ -171,6 +183,8 @@ class LazyMap:
                     cond.notify_all()
                     break
                 if self._end_index is not None and self._taken >= self._end_index:
+                    if self._progress is not None:
+                        self._progress.close()
                     err = self._feed_error
                     if err is not None:
                         self._feed_error = None
@@ -220,6 +234,8 @@ class LazyMap:
             self._closed = True
             self._results.clear()
             self._cond.notify_all()
+        if self._progress is not None:
+            self._progress.close()
 
     def __iter__(self) -> Iterator[Any]:
         return self

@@ -1,7 +1,8 @@
 """Options of a pool, validated once at the boundary into one frozen object.
 
 ``Pool(...)`` and ``ProcessPoolExecutor(...)`` take their standard keywords plus procly's
-extras (``task_timeout=``); :func:`PoolOptions.build` checks them all and raises the error
+extras (``task_timeout=``, ``retries=``, ``thread_limit=``, ``worker_state=``,
+``worker_exit=``, ``insights=``); :func:`PoolOptions.build` checks them all and raises the error
 the standard library raises for the same mistake, so the engine never re-checks them.
 """
 
@@ -42,6 +43,12 @@ class PoolOptions:
     * ``retries``: how many times a task whose worker crashed is run again (default 0).
     * ``thread_limit``: cap on each worker's native (BLAS/OpenMP) thread pools; the
       default ``"auto"`` is ``cpu_count // processes`` (at least 1), ``None`` leaves them.
+    * ``worker_state``: each worker keeps one dict across its tasks and passes it as the
+      first positional argument of every task function (and of ``initializer`` and
+      ``worker_exit``, so the initializer can fill it).
+    * ``worker_exit``: called in each worker when it exits normally (after ``close()`` or
+      ``shutdown()``, or when retired by ``max_tasks_per_child``); never after a kill.
+    * ``insights``: workers measure where their time goes (see ``Pool.insights()``).
     * ``context``: the procly context whose ``Process`` starts the workers.
     * ``start_method``: its start method name (decides which inherited fds a worker closes).
     """
@@ -53,6 +60,9 @@ class PoolOptions:
     task_timeout: float | None = None
     retries: int = 0
     thread_limit: int | None = None
+    worker_state: bool = False
+    worker_exit: Callable[..., object] | None = None
+    insights: bool = False
     context: Any = field(default=None, compare=False)
     start_method: str = "fork"
 
@@ -68,12 +78,19 @@ class PoolOptions:
         task_timeout: float | None = None,
         retries: int = 0,
         thread_limit: int | str | None = "auto",
+        worker_state: bool = False,
+        worker_exit: Callable[..., object] | None = None,
+        insights: bool = False,
         context: Any = None,
         start_method: str = "fork",
         processes_name: str = "processes",
         max_tasks_name: str = "maxtasksperchild",
     ) -> PoolOptions:
-        """Check every option; raises :class:`ValueError`/:class:`TypeError` as the stdlib does."""
+        """Check every option; raises :class:`ValueError`/:class:`TypeError` as the stdlib does.
+
+        procly's own options raise :class:`TypeError` for a value of the wrong type
+        (``worker_state``/``insights`` must be a bool, ``worker_exit`` a callable or None).
+        """
         if processes is None:
             processes = default_processes
         if isinstance(processes, bool) or not isinstance(processes, int):
@@ -94,6 +111,13 @@ class PoolOptions:
             raise ValueError(f"{max_tasks_name} must be >= 1")
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise ValueError(f"retries must be an int >= 0, not {retries!r}")
+        for name, flag in (("worker_state", worker_state), ("insights", insights)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be True or False, not {type(flag).__name__}")
+        if worker_exit is not None and not callable(worker_exit):
+            raise TypeError(
+                f"worker_exit must be a callable or None, not {type(worker_exit).__name__}"
+            )
         limit: int | None
         if thread_limit == "auto":
             limit = max(1, (os.cpu_count() or 1) // processes)
@@ -111,6 +135,9 @@ class PoolOptions:
             task_timeout=check_timeout(task_timeout, "task_timeout"),
             retries=retries,
             thread_limit=limit,
+            worker_state=worker_state,
+            worker_exit=worker_exit,
+            insights=insights,
             context=context,
             start_method=start_method,
         )

@@ -5,6 +5,7 @@
     parent (dispatcher thread)                  this worker process
         TaskBatch / Shutdown  ── channel ──>    recv frame -> run each call in order
         <── ResultItem per task, InitFailed, Retiring
+        <── WorkerStats (insights=True), ExitHookFailed (worker_exit raised)
 
 * Receives :class:`~._messages.TaskBatch` frames and runs the calls in order.  Each call's
   arguments are unpickled right before it runs, so a crash while unpickling them is
@@ -18,7 +19,14 @@
 * Ignores SIGINT: Ctrl-C in a terminal reaches the whole process group, and it is the
   parent's job to stop the pool (it kills the workers).
 * Exits on :class:`~._messages.Shutdown`, on end of file (the parent went away), or after
-  ``max_tasks_per_child`` tasks (announced with :class:`~._messages.Retiring`).
+  ``max_tasks_per_child`` tasks (announced with :class:`~._messages.Retiring`).  On
+  Shutdown and retirement (the normal exits) it first runs the ``worker_exit`` hook.
+* ``worker_state=True``: the task functions, the initializer and the exit hook get this
+  worker's one state dict as their first argument (bound once per cached function, so
+  the per-task path is unchanged).
+* ``insights=True``: the worker also times its waiting, working and (un)pickling and
+  reports the totals (:class:`~._messages.WorkerStats`) when ready, with each batch (just
+  before its last result) and at a normal exit; with insights off the per-task path only tests one ``None``.
 """
 
 from __future__ import annotations
@@ -28,8 +36,10 @@ import pickle
 import signal
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from itertools import starmap
 from typing import Any
 
@@ -39,11 +49,13 @@ from ._messages import (
     MODE_CALL,
     MODE_CALL_KW,
     MODE_MAP,
+    ExitHookFailed,
     InitFailed,
     ResultItem,
     Retiring,
     Shutdown,
     TaskBatch,
+    WorkerStats,
 )
 from ._remote_tb import capture, describe_call, unpicklable_result
 
@@ -54,6 +66,7 @@ __all__ = (
     "check_pool_depth",
     "limit_native_threads",
     "native_thread_env",
+    "warn_exit_hook_failed",
     "worker_main",
 )
 
@@ -130,6 +143,14 @@ class WorkerSetup:
     #: ``(fd, inode)`` of descriptors inherited under fork that belong to the parent (other
     #: workers' channels, the dispatcher's wake pipe); closed only if still that file.
     close_fds: tuple[tuple[int, int], ...] = ()
+    #: ``worker_state=True``: one dict, the first argument of every task function (and of
+    #: the initializer and the exit hook).
+    worker_state: bool = False
+    #: Called when the worker exits normally (``Shutdown`` or retirement).
+    worker_exit: Callable[..., object] | None = None
+    #: ``insights=True``: the parent's ``time.monotonic()`` when it prepared this launch
+    #: (the start of the worker's "starting" time); ``None``: no insights.
+    launched: float | None = None
 
 
 #: Return values the C pickler alone encodes exactly (no procly reducer could apply).
@@ -157,22 +178,66 @@ def _send(sock: Any, msg: object) -> None:
     send_frame(sock, data)
 
 
-def _run(fn: Callable[..., Any], mode: int, payload: bytes, buffers: Any) -> Any:
+def _call(fn: Callable[..., Any], mode: int, data: Any) -> Any:
     if mode == MODE_CALL:
-        return fn(*pickle.loads(payload, buffers=buffers))
+        return fn(*data)
     if mode == MODE_CALL_KW:
-        args, kwargs = pickle.loads(payload, buffers=buffers)
-        return fn(*args, **kwargs)
-    chunk = pickle.loads(payload, buffers=buffers)
+        return fn(*data[0], **data[1])
     if mode == MODE_MAP:
-        return list(map(fn, chunk))
-    return list(starmap(fn, chunk))
+        return list(map(fn, data))
+    return list(starmap(fn, data))
 
 
-def _context(fn: Any, mode: int, payload: bytes, buffers: Any) -> str:
+def _run(fn: Callable[..., Any], mode: int, payload: bytes, buffers: Any) -> Any:
+    return _call(fn, mode, pickle.loads(payload, buffers=buffers))
+
+
+def _run_measured(
+    fn: Callable[..., Any], mode: int, payload: bytes, buffers: Any, stats: _Stats
+) -> Any:
+    """:func:`_run`, charging the unpickling and the call to *stats* (``insights=True``)."""
+    clock = time.perf_counter
+    t0 = clock()
+    data = pickle.loads(payload, buffers=buffers)
+    t1 = clock()
+    stats.serializing += t1 - t0
+    try:
+        return _call(fn, mode, data)
+    finally:
+        stats.working += clock() - t1
+
+
+class _Stats:
+    """This worker's running totals for ``insights=True`` (see :class:`~._messages.WorkerStats`)."""
+
+    __slots__ = ("failed", "serializing", "starting", "tasks", "waiting", "working")
+
+    def __init__(self, launched: float) -> None:
+        # Made once the worker is ready to take work.  time.monotonic is CLOCK_MONOTONIC,
+        # one clock for every process of the machine: the parent's stamp and this compare.
+        self.starting = max(0.0, time.monotonic() - launched)
+        self.waiting = self.working = self.serializing = 0.0
+        self.tasks = self.failed = 0
+
+    def report(self, final: bool = False) -> WorkerStats:
+        return WorkerStats(
+            os.getpid(),
+            self.starting,
+            self.waiting,
+            self.working,
+            self.serializing,
+            self.tasks,
+            self.failed,
+            final,
+        )
+
+
+def _context(fn: Any, mode: int, payload: bytes, buffers: Any, state: Any = None) -> str:
     """What the failing task was called with, for the remote traceback (cold path)."""
     if isinstance(fn, BaseException) or fn is None:
         return ""
+    if state is not None and isinstance(fn, partial):
+        fn = fn.func  # worker_state=True: name the user's function, not the wrapper
     try:
         args = pickle.loads(payload, buffers=buffers)
     except BaseException:
@@ -202,10 +267,61 @@ def worker_main(end: ChannelEnd, setup: WorkerSetup) -> None:
         sock.close()
 
 
+def _with_state(fn: Callable[..., object], state: dict[str, Any] | None) -> Callable[..., Any]:
+    return fn if state is None else partial(fn, state)
+
+
+def _safe_send(sock: Any, msg: object) -> bool:
+    """Send at exit, when the parent may be gone already; false if it could not be sent."""
+    try:
+        _send(sock, msg)
+    except OSError:
+        return False
+    return True
+
+
+def _exit_normally(sock: Any, setup: WorkerSetup, state: Any, stats: _Stats | None) -> None:
+    """Run the ``worker_exit`` hook and send the last insights report.
+
+    A hook that raises never stops the exit: its error goes to the parent (which warns);
+    if the parent cannot be told, it is printed on this worker's stderr.
+    """
+    if setup.worker_exit is not None:
+        try:
+            _with_state(setup.worker_exit, state)()
+        except BaseException as exc:
+            failure = ExitHookFailed(os.getpid(), capture(exc))
+            if not _safe_send(sock, failure):
+                print(
+                    f"procly: worker_exit hook raised in worker pid {os.getpid()}:"
+                    f"{failure.error.traceback}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    if stats is not None:
+        _safe_send(sock, stats.report(final=True))
+
+
+def warn_exit_hook_failed(failure: ExitHookFailed) -> None:
+    """Parent side: turn a worker's :class:`~._messages.ExitHookFailed` into a
+    :class:`RuntimeWarning` (runs in the dispatcher thread, so a warnings filter that
+    turns it into an error only gets it printed, never breaks the pool)."""
+    exc = failure.error.exception
+    text = (
+        f"the worker_exit hook raised in worker pid {failure.pid}: "
+        f"{type(exc).__name__}: {exc}{failure.error.traceback}"
+    )
+    try:
+        warnings.warn(text, RuntimeWarning, stacklevel=1)
+    except Exception:
+        print(f"procly: {text}", file=sys.stderr, flush=True)
+
+
 def _serve(sock: Any, setup: WorkerSetup) -> None:
+    state: dict[str, Any] | None = {} if setup.worker_state else None
     if setup.initializer is not None:
         try:
-            setup.initializer(*setup.initargs)
+            _with_state(setup.initializer, state)(*setup.initargs)
         except BaseException as exc:
             _send(sock, InitFailed(capture(exc)))
             return
@@ -214,17 +330,30 @@ def _serve(sock: Any, setup: WorkerSetup) -> None:
     remaining = setup.max_tasks
     done = 0
     clock = time.perf_counter
+    stats = None if setup.launched is None else _Stats(setup.launched)
+    if stats is not None:
+        _send(sock, stats.report())
     while True:
-        frame = reader.read_frame()
+        if stats is None:
+            frame = reader.read_frame()
+        else:
+            t0 = clock()
+            frame = reader.read_frame()
+            stats.waiting += clock() - t0
         if frame is None:
-            return
+            return  # the parent went away: no exit hook, nobody to report to
+        if stats is not None:
+            t0 = clock()
         if isinstance(frame, tuple):
             stream, oob = frame
             msg = pickle.loads(stream)
         else:
             msg = pickle.loads(frame)
             oob = []
+        if stats is not None:
+            stats.serializing += clock() - t0
         if isinstance(msg, Shutdown):
+            _exit_normally(sock, setup, state, stats)
             return
         if not isinstance(msg, TaskBatch):  # pragma: no cover - protocol error
             raise TypeError(f"unexpected message {msg!r}")
@@ -235,6 +364,7 @@ def _serve(sock: Any, setup: WorkerSetup) -> None:
         fn_index = msg.fn_index
         nbuffers = msg.nbuffers
         offset = 0
+        last = len(msg.task_ids) - 1
         for i, task_id in enumerate(msg.task_ids):
             count = nbuffers[i] if nbuffers else 0
             bufs = oob[offset : offset + count]
@@ -250,7 +380,7 @@ def _serve(sock: Any, setup: WorkerSetup) -> None:
                     fn = functions.get(blob)
                     if fn is None:
                         try:
-                            fn = pickle.loads(blob)
+                            fn = _with_state(pickle.loads(blob), state)
                         except BaseException as exc:
                             fn = exc
                         else:
@@ -260,15 +390,30 @@ def _serve(sock: Any, setup: WorkerSetup) -> None:
                     fns[fi] = fn
                 if isinstance(fn, BaseException):
                     raise fn
-                value = _run(fn, modes[i], payloads[i], bufs)
+                if stats is None:
+                    value = _run(fn, modes[i], payloads[i], bufs)
+                else:
+                    value = _run_measured(fn, modes[i], payloads[i], bufs, stats)
             except BaseException as exc:
-                context = _context(fn, modes[i], payloads[i], bufs)
+                context = _context(fn, modes[i], payloads[i], bufs, state)
                 result = ResultItem(task_id, False, capture(exc, context), clock() - t0)
             else:
                 result = ResultItem(task_id, True, value, clock() - t0)
-            _send(sock, result)
+            if stats is None:
+                _send(sock, result)
+            else:
+                stats.tasks += 1
+                stats.failed += not result.ok
+                if i == last:
+                    # the report goes before the batch's last result: a caller holding
+                    # a result sees its task counted (its result's pickling comes later)
+                    _send(sock, stats.report())
+                t0 = clock()
+                _send(sock, result)
+                stats.serializing += clock() - t0
             del result, value  # free a large result before the next call
             done += 1
             if remaining is not None and done >= remaining:
                 _send(sock, Retiring(done))
+                _exit_normally(sock, setup, state, stats)
                 return

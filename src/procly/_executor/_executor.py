@@ -14,7 +14,9 @@ It returns real :class:`concurrent.futures.Future` objects (a subclass), so
   so per-task timeouts come from ``task_timeout=`` on the executor or from
   :meth:`ProcessPoolExecutor.submit_with_timeout`;
 * :meth:`~ProcessPoolExecutor.map` reads its input lazily with at most ``buffersize``
-  chunks in flight and picks the chunk size adaptively when none is given.
+  chunks in flight and picks the chunk size adaptively when none is given, and shows a
+  tqdm progress bar with ``progress=True``;
+* ``worker_state=``, ``worker_exit=`` and ``insights=`` as for :class:`procly.Pool`.
 """
 
 from __future__ import annotations
@@ -28,10 +30,12 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 from .._engine._dispatcher import Engine
+from .._engine._insights import PoolInsights
 from .._engine._launcher import ProcessLauncher
 from .._engine._lazy import LazyMap
 from .._engine._messages import MODE_CALL, MODE_STARMAP
 from .._engine._options import PoolOptions, check_timeout
+from .._engine._progress import ProgressSpec, total_of
 from .._engine._tasks import Task
 from .._errors import PoolClosedError
 from .._proc._context import DEFAULT_CONTEXT
@@ -152,6 +156,19 @@ def _default_context() -> Any:
 class ProcessPoolExecutor(cf.Executor):
     """Runs calls in a pool of worker processes (drop-in for the standard library's).
 
+    procly's keyword-only options: ``task_timeout``, ``retries``, ``thread_limit`` (see the
+    module docstring), and as for :class:`procly.Pool`:
+
+    * ``worker_state=True``: each worker keeps one ``dict`` across its calls and passes it
+      as the first positional argument: ``fn(state, *args, **kwargs)`` for
+      :meth:`submit`, ``fn(state, *items)`` for :meth:`map`, and
+      ``initializer(state, *initargs)``, so the initializer can fill it;
+    * ``worker_exit``: run in each worker when it exits normally (:meth:`shutdown`, also
+      on leaving a ``with`` block, or retirement by ``max_tasks_per_child``); with
+      ``worker_state=True`` it receives the state.  If it raises, the parent gets a
+      :class:`RuntimeWarning` with the remote traceback;
+    * ``insights=True``: see :meth:`insights`.
+
     Raises :class:`ValueError` for ``max_workers <= 0`` and :class:`TypeError` for a
     non-callable ``initializer``; ``submit`` after ``shutdown`` raises :class:`RuntimeError`,
     and once the pool is broken (an initializer failed) :class:`BrokenProcessPool`.
@@ -170,6 +187,9 @@ class ProcessPoolExecutor(cf.Executor):
         task_timeout: float | None = None,
         retries: int = 0,
         thread_limit: int | str | None = "auto",
+        worker_state: bool = False,
+        worker_exit: Callable[..., object] | None = None,
+        insights: bool = False,
     ) -> None:
         self._engine: Engine | None = None
         if mp_context is None:
@@ -183,6 +203,9 @@ class ProcessPoolExecutor(cf.Executor):
             task_timeout=task_timeout,
             retries=retries,
             thread_limit=thread_limit,
+            worker_state=worker_state,
+            worker_exit=worker_exit,
+            insights=insights,
             context=mp_context,
             start_method=mp_context.get_start_method(),
             processes_name="max_workers",
@@ -194,6 +217,12 @@ class ProcessPoolExecutor(cf.Executor):
         self._shutdown = False
         self._maps: weakref.WeakSet[LazyMap] = weakref.WeakSet()
         self._engine = Engine(options, ProcessLauncher(mp_context, "procly-executor-worker"))
+
+    def insights(self) -> PoolInsights:
+        """Where each worker's time went (see :meth:`procly.Pool.insights`); needs
+        ``insights=True`` (:class:`ValueError` otherwise)."""
+        assert self._engine is not None
+        return self._engine.insights()
 
     def _submit(
         self,
@@ -241,6 +270,7 @@ class ProcessPoolExecutor(cf.Executor):
         timeout: float | None = None,
         chunksize: int | None = None,
         buffersize: int | None = None,
+        progress: ProgressSpec = False,
     ) -> Iterator[T]:
         """Lazy ``map(fn, *iterables)``: results in order.
 
@@ -248,7 +278,9 @@ class ProcessPoolExecutor(cf.Executor):
         :class:`TimeoutError` from the iterator.  At most ``buffersize`` chunks (default
         ``4 * max_workers + 2``) are submitted and not yet consumed; ``chunksize`` defaults
         to an adaptive size.  The first failing call's exception is raised and the rest
-        is cancelled.
+        is cancelled.  ``progress=True`` (procly) shows a tqdm bar over the items (a dict
+        passes tqdm keyword arguments; needs ``procly[progress]``); it closes when the
+        results are exhausted or the iterator is closed or dropped.
         """
         if chunksize is not None and (
             isinstance(chunksize, bool) or not isinstance(chunksize, int) or chunksize < 1
@@ -275,6 +307,8 @@ class ProcessPoolExecutor(cf.Executor):
                 ordered=True,
                 max_chunks=buffersize or 4 * self._max_workers + 2,
                 task_timeout=engine.options.task_timeout,
+                progress=progress,
+                total=total_of(*iterables),
             )
         except PoolClosedError:
             raise RuntimeError("cannot schedule new futures after shutdown") from None

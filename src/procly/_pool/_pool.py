@@ -10,7 +10,11 @@ Differences from :class:`multiprocessing.pool.Pool`, all compatible:
 * ``imap``/``imap_unordered`` read their input lazily with at most ``buffersize`` chunks in
   flight, and choose the chunk size adaptively when none is given;
 * use after ``close()``/``terminate()`` raises :class:`~procly.errors.PoolClosedError`, a
-  :class:`ValueError` as before.
+  :class:`ValueError` as before;
+* ``progress=True`` (or a dict of tqdm options) on ``map``/``imap``/... shows a live
+  progress bar; ``Pool(insights=True)`` + :meth:`Pool.insights` tells where the workers'
+  time went; ``Pool(worker_state=True)`` gives each task a per-worker dict, and
+  ``worker_exit=`` runs a hook in each worker as it exits normally.
 """
 
 from __future__ import annotations
@@ -23,10 +27,12 @@ from typing import Any
 
 from .._engine._chunking import default_map_chunksize
 from .._engine._dispatcher import Engine
+from .._engine._insights import PoolInsights
 from .._engine._launcher import ProcessLauncher
 from .._engine._lazy import LazyMap
 from .._engine._messages import MODE_CALL, MODE_MAP, MODE_STARMAP
 from .._engine._options import PoolOptions, check_timeout
+from .._engine._progress import ProgressSpec, progress_bar, total_of
 from .._engine._tasks import EngineLike, Task
 from .._errors import PoolClosedError
 from .._proc._context import DEFAULT_CONTEXT
@@ -58,8 +64,26 @@ def _chunks(items: list[Any], size: int) -> list[list[Any]]:
 class Pool:
     """A pool of worker processes (see the module docstring for what procly adds).
 
+    procly's keyword-only options:
+
+    * ``task_timeout``, ``retries``, ``thread_limit``: see the module docstring;
+    * ``worker_state=True``: each worker keeps one ``dict`` for its whole life and passes
+      it as the **first positional argument** of every task function: ``fn(state, x)``
+      for ``map``/``imap``, ``fn(state, *item)`` for ``starmap``,
+      ``fn(state, *args, **kwds)`` for ``apply_async``.  The ``initializer`` receives it
+      too (``initializer(state, *initargs)``), so it can fill it (open a connection, load
+      a model), as does ``worker_exit``;
+    * ``worker_exit``: a callable run in each worker when it exits normally: after
+      :meth:`close` + :meth:`join`, or when it is retired by ``maxtasksperchild``.  Not
+      after :meth:`terminate` (which is what leaving a ``with Pool()`` block does): the
+      workers are killed.  If it raises, the parent gets a :class:`RuntimeWarning` with
+      the remote traceback and the worker still exits;
+    * ``insights=True``: workers measure where their time goes, see :meth:`insights`.
+
     Raises :class:`ValueError` for ``processes < 1`` or a bad ``maxtasksperchild`` and
-    :class:`TypeError` for a non-callable ``initializer``, as the standard library does.
+    :class:`TypeError` for a non-callable ``initializer``, as the standard library does,
+    and :class:`TypeError` for a non-bool ``worker_state``/``insights`` or a
+    non-callable ``worker_exit``.
     """
 
     __module__ = "procly.pool"
@@ -75,6 +99,9 @@ class Pool:
         task_timeout: float | None = None,
         retries: int = 0,
         thread_limit: int | str | None = "auto",
+        worker_state: bool = False,
+        worker_exit: Callable[..., object] | None = None,
+        insights: bool = False,
     ) -> None:
         self._engine: EngineLike | None = None
         if context is None:
@@ -90,6 +117,9 @@ class Pool:
             task_timeout=task_timeout,
             retries=retries,
             thread_limit=thread_limit,
+            worker_state=worker_state,
+            worker_exit=worker_exit,
+            insights=insights,
             context=context,
             start_method=method,
         )
@@ -108,6 +138,20 @@ class Pool:
                 raise engine.closed_error()  # BrokenProcessPool, with the cause
             raise PoolClosedError("Pool not running")
         return engine
+
+    def insights(self) -> PoolInsights:
+        """Where each worker's time went: starting, waiting, working, serializing, tasks.
+
+        Needs ``Pool(insights=True)`` (:class:`ValueError` otherwise).  Every worker the
+        pool has had is listed, including those that crashed, were killed or retired
+        (``alive=False``); figures are as of each worker's last report (when ready, with
+        each batch of tasks, at a normal exit): a task whose result you hold is counted.  ``print(pool.insights())`` shows a table.  Works
+        after :meth:`close`/:meth:`join` too.
+        """
+        engine = self._engine
+        if not isinstance(engine, Engine):
+            raise ValueError(f"{type(self).__name__} has no insights: create a Pool with insights=True")
+        return engine.insights()
 
     def __reduce__(self) -> Any:
         raise NotImplementedError("pool objects cannot be passed between processes or pickled")
@@ -173,6 +217,7 @@ class Pool:
         chunksize: int | None,
         callback: Callable[[Any], object] | None,
         error_callback: Callable[[BaseException], object] | None,
+        progress: ProgressSpec,
     ) -> MapResult:
         engine = self._running_engine()
         chunksize = _check_chunksize(chunksize)
@@ -181,7 +226,13 @@ class Pool:
             chunksize = default_map_chunksize(len(items), self._processes)
         chunks = _chunks(items, chunksize)
         result = MapResult(
-            engine.waiter, len(items), len(chunks), chunksize, callback, error_callback
+            engine.waiter,
+            len(items),
+            len(chunks),
+            chunksize,
+            callback,
+            error_callback,
+            progress_bar(progress, len(items)),
         )
         timeout = engine.options.task_timeout
         engine.submit(
@@ -191,10 +242,20 @@ class Pool:
         return result
 
     def map(
-        self, func: Callable[[Any], Any], iterable: Iterable[Any], chunksize: int | None = None
+        self,
+        func: Callable[[Any], Any],
+        iterable: Iterable[Any],
+        chunksize: int | None = None,
+        *,
+        progress: ProgressSpec = False,
     ) -> list[Any]:
-        """``list(map(func, iterable))`` computed by the workers, in order."""
-        return self._map_async(func, iterable, MODE_MAP, chunksize, None, None).get()
+        """``list(map(func, iterable))`` computed by the workers, in order.
+
+        ``progress=True`` (procly) shows a tqdm progress bar counting items, with rate and
+        ETA; a dict passes tqdm keyword arguments (``{"desc": "resize"}``).  It needs the
+        ``procly[progress]`` extra (:class:`ImportError` saying so otherwise).
+        """
+        return self._map_async(func, iterable, MODE_MAP, chunksize, None, None, progress).get()
 
     def map_async(
         self,
@@ -203,18 +264,26 @@ class Pool:
         chunksize: int | None = None,
         callback: Callable[[Any], object] | None = None,
         error_callback: Callable[[BaseException], object] | None = None,
+        *,
+        progress: ProgressSpec = False,
     ) -> MapResult:
         """Like :meth:`map`, returning an :class:`AsyncResult`."""
-        return self._map_async(func, iterable, MODE_MAP, chunksize, callback, error_callback)
+        return self._map_async(
+            func, iterable, MODE_MAP, chunksize, callback, error_callback, progress
+        )
 
     def starmap(
         self,
         func: Callable[..., Any],
         iterable: Iterable[Iterable[Any]],
         chunksize: int | None = None,
+        *,
+        progress: ProgressSpec = False,
     ) -> list[Any]:
         """Like :meth:`map`, calling ``func(*item)``."""
-        return self._map_async(func, iterable, MODE_STARMAP, chunksize, None, None).get()
+        return self._map_async(
+            func, iterable, MODE_STARMAP, chunksize, None, None, progress
+        ).get()
 
     def starmap_async(
         self,
@@ -223,9 +292,13 @@ class Pool:
         chunksize: int | None = None,
         callback: Callable[[Any], object] | None = None,
         error_callback: Callable[[BaseException], object] | None = None,
+        *,
+        progress: ProgressSpec = False,
     ) -> MapResult:
         """Like :meth:`starmap`, returning an :class:`AsyncResult`."""
-        return self._map_async(func, iterable, MODE_STARMAP, chunksize, callback, error_callback)
+        return self._map_async(
+            func, iterable, MODE_STARMAP, chunksize, callback, error_callback, progress
+        )
 
     def _lazy(
         self,
@@ -234,6 +307,7 @@ class Pool:
         chunksize: int | None,
         ordered: bool,
         buffersize: int | None,
+        progress: ProgressSpec,
     ) -> LazyMap:
         engine = self._running_engine()
         chunksize = _check_chunksize(chunksize)
@@ -250,6 +324,8 @@ class Pool:
             ordered=ordered,
             max_chunks=buffersize,
             task_timeout=engine.options.task_timeout,
+            progress=progress,
+            total=total_of(iterable),
         )
 
     def imap(
@@ -259,14 +335,17 @@ class Pool:
         chunksize: int | None = None,
         *,
         buffersize: int | None = None,
+        progress: ProgressSpec = False,
     ) -> IMapIterator[Any]:
         """Lazy, ordered :meth:`map`.
 
         The input is read as results are consumed, with at most ``buffersize`` chunks
         (default ``4 * processes + 2``) submitted but not yet consumed.  Without
         ``chunksize`` the chunk size adapts to the measured cost of an item.
+        ``progress`` as for :meth:`map` (the total is known only when the input has a
+        ``len()``); the bar closes at the end, or when the iterator is closed or dropped.
         """
-        return IMapIterator(self._lazy(func, iterable, chunksize, True, buffersize))
+        return IMapIterator(self._lazy(func, iterable, chunksize, True, buffersize, progress))
 
     def imap_unordered(
         self,
@@ -275,9 +354,12 @@ class Pool:
         chunksize: int | None = None,
         *,
         buffersize: int | None = None,
+        progress: ProgressSpec = False,
     ) -> IMapUnorderedIterator[Any]:
         """Like :meth:`imap`, yielding results as they complete."""
-        return IMapUnorderedIterator(self._lazy(func, iterable, chunksize, False, buffersize))
+        return IMapUnorderedIterator(
+            self._lazy(func, iterable, chunksize, False, buffersize, progress)
+        )
 
     # -- lifetime --------------------------------------------------------------------------
     def close(self) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
 from .._engine._lazy import LazyMap
+from .._engine._progress import ProgressBar
 from .._engine._tasks import Task
 from .._engine._waiter import ResultWaiter
 from .._errors import TimeoutError as ProcTimeoutError
@@ -95,7 +96,11 @@ AsyncResult = ApplyResult
 
 
 class MapResult(ApplyResult[list[Any]]):
-    """The pending result of ``map_async``/``starmap_async``: one task per chunk."""
+    """The pending result of ``map_async``/``starmap_async``: one task per chunk.
+
+    A ``progress`` bar advances by each chunk's items and is closed when the map ends,
+    whether it succeeded or failed.
+    """
 
     __module__ = "procly.pool"
 
@@ -107,14 +112,18 @@ class MapResult(ApplyResult[list[Any]]):
         chunksize: int,
         callback: Callable[[Any], object] | None = None,
         error_callback: Callable[[BaseException], object] | None = None,
+        progress: ProgressBar | None = None,
     ) -> None:
         super().__init__(waiter, callback, error_callback)
+        self._progress = progress
         self._chunksize = chunksize
         self._items: list[Any] = [None] * n_items
         self._left = n_chunks
         self._lock = threading.Lock()
         self._failed = False
         if n_chunks == 0:
+            if progress is not None:
+                progress.close()
             self._set(True, self._items)
 
     def task_done(self, task: Task, ok: bool, value: Any) -> None:
@@ -128,8 +137,15 @@ class MapResult(ApplyResult[list[Any]]):
                 start = task.tag * self._chunksize
                 self._items[start : start + len(value)] = value
                 self._left -= 1
-                if self._left:
-                    return
+            finished = not ok or not self._left
+        progress = self._progress
+        if progress is not None:
+            if ok:
+                progress.update(task.size)
+            if finished:
+                progress.close()  # before the result is ready: done means closed
+        if not finished:
+            return
         if ok:
             self._set(True, self._items)
         else:
