@@ -1,7 +1,10 @@
-"""Drop-in for :mod:`multiprocessing.pool`: ``Pool``, ``ThreadPool``, ``AsyncResult`` and friends."""
+"""Drop-in for :mod:`multiprocessing.pool`: ``Pool``, ``ThreadPool``, ``AsyncResult`` and friends,
+plus the types of ``Pool.insights()`` (``PoolInsights``, ``WorkerInsights``)."""
 
 from __future__ import annotations
 
+from ._engine._insights import PoolInsights as PoolInsights
+from ._engine._insights import WorkerInsights as WorkerInsights
 from ._errors import TimeoutError as TimeoutError
 from ._pool._pool import Pool as Pool
 from ._pool._results import ApplyResult as ApplyResult
@@ -18,6 +21,8 @@ __all__ = (
     "IMapUnorderedIterator",
     "MapResult",
     "Pool",
+    "PoolInsights",
     "ThreadPool",
     "TimeoutError",
+    "WorkerInsights",
 )

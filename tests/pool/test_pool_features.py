@@ -150,6 +150,20 @@ def test_progress_default_bar_has_rate_and_eta(pool: Pool) -> None:
     assert "squares" in text and "20/20" in text and "item/s" in text and "<" in text
 
 
+def test_progress_works_on_a_thread_pool() -> None:
+    with ThreadPool(3) as tp:
+        buf = io.StringIO()
+        assert tp.map(square, range(60), chunksize=4, progress=bar(buf)) == [
+            x * x for x in range(60)
+        ]
+        assert last_count(buf) == "60/60" and closed(buf)
+        buf = io.StringIO()
+        assert sorted(tp.imap_unordered(square, range(25), progress=bar(buf))) == [
+            x * x for x in range(25)
+        ]
+        assert last_count(buf) == "25/25" and closed(buf)
+
+
 def test_progress_bar_closes_when_the_map_fails(pool: Pool) -> None:
     buf = io.StringIO()
     with pytest.raises(ValueError, match="three"):

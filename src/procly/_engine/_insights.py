@@ -131,6 +131,11 @@ class PoolInsights:
         return "\n".join(lines)
 
 
+# Their public home (what pickle and reprs show); set after the class is made, because the
+# dataclass machinery looks its own module up while making it.
+WorkerInsights.__module__ = PoolInsights.__module__ = "procly.pool"
+
+
 class InsightsLog:
     """The latest :class:`~._messages.WorkerStats` of every worker of one engine.
 
