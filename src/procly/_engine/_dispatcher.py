@@ -46,6 +46,7 @@ from .._serial import _pickler
 from ._channel import Frame
 from ._insights import InsightsLog, PoolInsights
 from ._messages import (
+    MODE_ARGS,
     MODE_CALL,
     MODE_CALL_KW,
     ExitHookFailed,
@@ -70,10 +71,10 @@ _POLLIN = select.POLLIN | select.POLLHUP | select.POLLERR
 #: Seconds of queued work a worker may hold (see the module docstring).
 _TARGET_QUEUE_S = 0.005
 _MAX_PER_WORKER = 64
+#: Longest that waiting callers are left unwoken while results keep arriving.
+_NOTIFY_DELAY_S = 0.002
 _SHUTDOWN_FRAME = pickle.dumps(Shutdown(), pickle.HIGHEST_PROTOCOL)
 _ATOMS = frozenset({int, float, str, bytes, bool, type(None), complex})
-_PROTOCOL = pickle.HIGHEST_PROTOCOL
-_dumps = pickle.dumps
 _NO_VIEWS: list[memoryview] = []  # shared, never mutated (extend() only reads it)
 
 
@@ -125,6 +126,7 @@ class Engine(Recovery):
         self._accepted = 0
         self._finished = 0  # dispatcher thread only
         self._delivered = False  # dispatcher thread only: something to notify waiters of
+        self._delivered_at: float | None = None  # dispatcher thread only: since when
         self.waiter = ResultWaiter()
         self._sleeping = False
         self._signalled = False
@@ -378,20 +380,22 @@ class Engine(Recovery):
                         self._flush(slot)
                 if not self._sup.slots and not self._sup.spares and not self._dying:
                     return
-            self._notify_done()
-            timeout = self._sup.wait_timeout()
-            with lock:
-                if self._pending or self._cancels or self._state != state:
-                    timeout = 0.0
-                else:
-                    self._sleeping = True
-            try:
-                events = self._poller.poll(None if timeout is None else timeout * 1000.0 + 0.5)
-            finally:
+            events = self._notify_or_poll()
+            drain = False
+            if events is None:
+                timeout = self._sup.wait_timeout()
                 with lock:
-                    self._sleeping = False
-                    drain = self._signalled
-                    self._signalled = False
+                    if self._pending or self._cancels or self._state != state:
+                        timeout = 0.0
+                    else:
+                        self._sleeping = True
+                try:
+                    events = self._poller.poll(None if timeout is None else timeout * 1000.0 + 0.5)
+                finally:
+                    with lock:
+                        self._sleeping = False
+                        drain = self._signalled
+                        self._signalled = False
             if drain:
                 try:
                     os.read(self._wake_r, 4096)
@@ -464,12 +468,11 @@ class Engine(Recovery):
         ids: list[int] = []
         fn_index: list[int] = []
         modes = bytearray()
-        payloads: list[bytes] = []
+        payloads: list[bytes | tuple[Any, ...]] = []
         nbuffers: list[int] = []
         buffers: list[memoryview] = []
         sent: list[Task] = []
-        dumps = _pickler.dumps
-        dumps_oob = _pickler.dumps_oob
+        atoms = _ATOMS.issuperset
         for task in batch:
             try:
                 started = task.sink.task_started(task)
@@ -480,49 +483,40 @@ class Engine(Recovery):
                 self._finished += 1
                 continue
             fn = task.fn
-            try:
-                fi = index.get(id(fn))
-                if fi is None:
-                    blob = dumps(fn)
-                    fi = index[id(fn)] = len(functions)
-                    functions.append(blob)
-                args = task.args
-                wire = task.wire
-                if (
-                    wire is None
-                    and task.mode == MODE_CALL
-                    and not task.kwargs
-                    and type(args) is tuple
-                    and len(args) <= 4
-                    and all(type(a) in _ATOMS for a in args)
-                ):
-                    # the hot path of apply_async/submit: plain arguments, pickled in C
-                    # (cheap to redo if the task is ever sent again: not kept)
-                    mode = MODE_CALL
-                    payload = _dumps(args, _PROTOCOL)
-                    views = _NO_VIEWS
-                elif wire is None:
-                    mode = task.mode
-                    if mode == MODE_CALL and task.kwargs:
-                        mode = MODE_CALL_KW
-                        payload, views = dumps_oob((task.args, task.kwargs))
-                    else:
-                        payload, views = dumps_oob(task.args)
-                    task.wire = (mode, payload, views)
-                else:
-                    mode, payload, views = wire
-            except SerializationError as exc:
-                self._finish(task, False, exc)
-                continue
-            except Exception as exc:  # pragma: no cover - dumps wraps pickling errors
-                self._finish(task, False, SerializationError(f"cannot serialize {task!r}: {exc}"))
-                continue
+            fi = index.get(id(fn))
+            args = task.args
+            if (
+                task.mode == MODE_CALL
+                and type(args) is tuple
+                and not task.kwargs
+                and atoms(map(type, args))
+                and fi is not None
+            ):
+                # the hot path of apply_async/submit: atoms travel inline (MODE_ARGS)
+                mode = MODE_ARGS
+                payload: bytes | tuple[Any, ...] = args
+                views = _NO_VIEWS
+            else:
+                try:
+                    if fi is None:
+                        blob = _pickler.dumps(fn)
+                        fi = index[id(fn)] = len(functions)
+                        functions.append(blob)
+                    mode, payload, views = self._encode(task)
+                except SerializationError as exc:
+                    self._finish(task, False, exc)
+                    continue
+                except Exception as exc:  # pragma: no cover - dumps wraps pickling errors
+                    err = SerializationError(f"cannot serialize {task!r}: {exc}")
+                    self._finish(task, False, err)
+                    continue
             ids.append(task.id)
             fn_index.append(fi)
             modes.append(mode)
             payloads.append(payload)
+            if views:
+                buffers.extend(views)
             nbuffers.append(len(views))
-            buffers.extend(views)
             sent.append(task)
         if not sent:
             return
@@ -540,6 +534,28 @@ class Engine(Recovery):
         self._flush(slot)
         if head is not None and head.cancelled:
             self._kill(slot, head, timed_out=False)
+
+    @staticmethod
+    def _encode(task: Task) -> tuple[int, bytes | tuple[Any, ...], list[memoryview]]:
+        """``(mode, payload, buffers)`` of *task*, kept on it: a task handed out again (its
+        worker died before starting it) is not pickled twice.  Raises
+        :class:`~procly.errors.SerializationError`."""
+        wire = task.wire
+        if wire is not None:
+            return wire
+        args = task.args
+        mode = task.mode
+        if mode == MODE_CALL and type(args) is tuple and not task.kwargs:
+            if _ATOMS.issuperset(map(type, args)):
+                return MODE_ARGS, args, _NO_VIEWS  # (cheap: not kept)
+            payload, views = _pickler.dumps_oob(args)
+        elif mode == MODE_CALL and task.kwargs:
+            mode = MODE_CALL_KW
+            payload, views = _pickler.dumps_oob((args, task.kwargs))
+        else:
+            payload, views = _pickler.dumps_oob(args)
+        task.wire = (mode, payload, views)
+        return task.wire
 
     def _flush(self, slot: WorkerSlot) -> None:
         if slot.dead:
@@ -562,52 +578,70 @@ class Engine(Recovery):
                 return
             except OSError:
                 alive = False
-            while frames and not slot.dead:
-                self._on_frame(slot, frames.popleft())
+            if frames:
+                self._on_frames(slot, frames)
             if not alive:
                 if not slot.dead:
                     self._unwatch_sock(slot)
                 return
 
-    def _on_frame(self, slot: WorkerSlot, frame: Frame) -> None:
+    def _on_frames(self, slot: WorkerSlot, frames: deque[Frame]) -> None:
+        """Handle the received *frames* of *slot* (the hot path: one result per task).
+
+        A result is the bare tuple ``(task_id, ok, value, duration)`` (see
+        :class:`~._messages.ResultItem`); other messages go to :meth:`_on_message`.
+        """
+        inflight = slot.inflight
+        loads = pickle.loads
+        avg = self._avg
+        done = 0
         try:
-            if isinstance(frame, tuple):
-                msg = pickle.loads(frame[0], buffers=frame[1])
-            else:
-                msg = pickle.loads(frame)
-        except BaseException as exc:
-            if not slot.inflight:
-                return
-            running = slot.inflight[0]
-            bad = SerializationError(
-                f"the result of {running!r} could not be unpickled in the parent: "
-                f"{type(exc).__name__}: {exc}"
-            )
-            msg = (running.id, False, RemoteError(bad, ""), 0.0)
-        if type(msg) is tuple:  # a ResultItem's fields (how a worker sends it: cheaper)
-            _, ok, value, duration = msg
-            inflight = slot.inflight
-            if not inflight:
-                raise LookupError(f"{slot!r} reported a result for no task")
-            task = inflight.popleft()  # (the supervisor's complete(), inlined: hot path)
-            slot.completed += 1
-            head = inflight[0] if inflight else None
-            if head is not None and head.timeout is not None:
-                self._sup.arm(slot)
-            self._startup_failures = 0
-            task.duration = duration
-            d = duration / max(task.size, 1)
-            avg = self._avg
-            self._avg = d if avg is None else avg * 0.9 + d * 0.1
-            if task.cancelled:
-                self._finished += 1
-            elif ok:
-                self._finish(task, True, value)
-            else:
-                self._finish(task, False, value.rebuild())
-            if head is not None and head.cancelled:
-                self._kill(slot, head, timed_out=False)
-        elif type(msg) is InitFailed:
+            while frames and not slot.dead:
+                frame = frames.popleft()
+                try:
+                    if isinstance(frame, tuple):
+                        msg = loads(frame[0], buffers=frame[1])
+                    else:
+                        msg = loads(frame)
+                except BaseException as exc:
+                    if not inflight:
+                        continue
+                    bad = SerializationError(
+                        f"the result of {inflight[0]!r} could not be unpickled in the "
+                        f"parent: {type(exc).__name__}: {exc}"
+                    )
+                    msg = (inflight[0].id, False, RemoteError(bad, ""), 0.0)
+                if type(msg) is not tuple:
+                    self._on_message(slot, msg)
+                    continue
+                if not inflight:
+                    raise LookupError(f"{slot!r} reported a result for no task")
+                task = inflight.popleft()  # (the supervisor's complete(), inlined)
+                done += 1
+                head = inflight[0] if inflight else None
+                if head is not None and head.timeout is not None:
+                    self._sup.arm(slot)
+                duration = task.duration = msg[3]
+                size = task.size
+                d = duration / size if size > 1 else duration
+                avg = d if avg is None else avg * 0.9 + d * 0.1
+                if task.cancelled:
+                    self._finished += 1
+                elif msg[1]:
+                    self._finish(task, True, msg[2])
+                else:
+                    self._finish(task, False, msg[2].rebuild())
+                if head is not None and head.cancelled:
+                    self._avg = avg
+                    self._kill(slot, head, timed_out=False)
+        finally:
+            self._avg = avg
+            if done:
+                slot.completed += done
+                self._startup_failures = 0
+
+    def _on_message(self, slot: WorkerSlot, msg: object) -> None:
+        if type(msg) is InitFailed:
             cause = msg.error.rebuild()
             err = BrokenProcessPool(
                 f"a worker's initializer raised {type(cause).__name__}: {cause}; "
@@ -623,7 +657,33 @@ class Engine(Recovery):
         elif type(msg) is ExitHookFailed:
             warn_exit_hook_failed(msg)
 
+    def _notify_or_poll(self) -> list[tuple[int, int]] | None:
+        """Wake the callers waiting for results delivered this round, unless more results
+        are already waiting to be read: then return those events, and notify later.
+
+        Waking a caller costs its thread a context switch and a turn at the GIL, taken
+        from the dispatcher while workers wait for it: so while results keep coming, the
+        callers are woken once the dispatcher catches up (or :data:`_NOTIFY_DELAY_S` after
+        the first undelivered result), not once per round.
+        """
+        if not self._delivered:
+            return None
+        if not self.waiter.waiters:
+            self._delivered = False
+            return None
+        now = time.monotonic()
+        since = self._delivered_at
+        if since is None:
+            since = self._delivered_at = now
+        if now - since < _NOTIFY_DELAY_S:
+            events = self._poller.poll(0)
+            if events:
+                return events
+        self._notify_done()
+        return None
+
     def _notify_done(self) -> None:
+        self._delivered_at = None
         if self._delivered:
             self._delivered = False
             waiter = self.waiter

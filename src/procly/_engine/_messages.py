@@ -14,6 +14,8 @@ crash is always attributed to the one task that was running), :class:`InitFailed
 Why one pickle per call inside a batch (``TaskBatch.payloads``): the worker unpickles the
 arguments of a call only right before running it, so a crash while unpickling them (a
 ``__setstate__`` that segfaults, say) is charged to that call and not to the whole batch.
+Arguments that are all atoms (:data:`MODE_ARGS`) are the exception: unpickling them runs
+no code, so they travel inline and spare a pickle and an unpickle per call.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = (
+    "MODE_ARGS",
     "MODE_CALL",
     "MODE_CALL_KW",
     "MODE_MAP",
@@ -43,6 +46,10 @@ MODE_CALL_KW = 3
 MODE_MAP = 1
 #: ``[fn(*x) for x in chunk]``; the payload pickles the chunk (a list of tuples).
 MODE_STARMAP = 2
+#: ``fn(*args)``; the payload *is* ``args``, a tuple of atoms (int, str, ...) inline in the
+#: batch's own pickle: unpickling atoms runs no code, so nothing can crash there that
+#: should have been charged to the call (the hot path of ``apply_async``/``submit``).
+MODE_ARGS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +59,7 @@ class TaskBatch:
     ``functions`` are pickled callables, each sent once per batch however many tasks use
     it (``fn_index`` says which); a worker keeps a small cache of them keyed by these
     bytes.  ``modes`` holds one ``MODE_*`` byte per task and ``payloads`` the pickled
-    argument data (see the ``MODE_*`` constants for its shape).  Columns rather than one
+    argument data, or the arguments themselves (see the ``MODE_*`` constants).  Columns rather than one
     object per task: a batch of a thousand tiny tasks then pickles and unpickles as a few
     flat tuples.  Large buffers inside the arguments (NumPy arrays) travel out-of-band,
     after the frame's pickle, and are counted per task in ``nbuffers``.
@@ -62,7 +69,7 @@ class TaskBatch:
     task_ids: tuple[int, ...]
     fn_index: tuple[int, ...]
     modes: bytes
-    payloads: tuple[bytes, ...]
+    payloads: tuple[bytes | tuple[Any, ...], ...]
     #: Out-of-band buffers of each payload (counts; the buffers follow the frame in order).
     nbuffers: tuple[int, ...] = ()
 

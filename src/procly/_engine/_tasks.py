@@ -85,7 +85,7 @@ class Task:
         self.duration = 0.0
         #: ``(mode, payload, buffers)`` once serialized: a task handed out again (its
         #: worker died before starting it) is not pickled twice.
-        self.wire: tuple[int, bytes, list[memoryview]] | None = None
+        self.wire: tuple[int, bytes | tuple[Any, ...], list[memoryview]] | None = None
 
     def __repr__(self) -> str:
         name = getattr(self.fn, "__qualname__", None) or repr(self.fn)

@@ -20,7 +20,9 @@ class ResultWaiter:
 
     The dispatcher notifies once per round in which it delivered something, and only if
     someone waits, instead of setting one :class:`threading.Event` per task (that costs
-    about 3 us a task).  A waiter checks its flag and waits under :attr:`cond`, and the
+    about 3 us a task); while more results are already waiting to be read it first reads
+    those (for at most a few milliseconds), so that a caller collecting a stream of results
+    is woken once per burst, not once per round.  A waiter checks its flag and waits under :attr:`cond`, and the
     dispatcher sets flags before it notifies, so no wake-up is lost.
     """
 

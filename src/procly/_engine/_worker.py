@@ -46,6 +46,7 @@ from typing import Any
 from .._serial import _pickler
 from ._channel import ChannelEnd, FrameReader, send_frame
 from ._messages import (
+    MODE_ARGS,
     MODE_CALL,
     MODE_CALL_KW,
     MODE_MAP,
@@ -155,6 +156,8 @@ class WorkerSetup:
 
 #: Return values the C pickler alone encodes exactly (no procly reducer could apply).
 _PLAIN = frozenset({int, float, str, bytes, bool, type(None), complex})
+_PROTOCOL = pickle.HIGHEST_PROTOCOL
+_dumps = pickle.dumps
 
 
 def _send(sock: Any, msg: object) -> None:
@@ -162,7 +165,7 @@ def _send(sock: Any, msg: object) -> None:
     # without a Python-level constructor call per result (its hot path).
     wire = (msg.task_id, msg.ok, msg.value, msg.duration) if type(msg) is ResultItem else msg
     if type(wire) is tuple and type(wire[2]) in _PLAIN:
-        send_frame(sock, pickle.dumps(wire, pickle.HIGHEST_PROTOCOL))
+        send_frame(sock, _dumps(wire, _PROTOCOL))
         return
     try:
         data, buffers = _pickler.dumps_oob(wire)
@@ -179,7 +182,7 @@ def _send(sock: Any, msg: object) -> None:
 
 
 def _call(fn: Callable[..., Any], mode: int, data: Any) -> Any:
-    if mode == MODE_CALL:
+    if mode in (MODE_CALL, MODE_ARGS):
         return fn(*data)
     if mode == MODE_CALL_KW:
         return fn(*data[0], **data[1])
@@ -188,17 +191,19 @@ def _call(fn: Callable[..., Any], mode: int, data: Any) -> Any:
     return list(starmap(fn, data))
 
 
-def _run(fn: Callable[..., Any], mode: int, payload: bytes, buffers: Any) -> Any:
+def _run(fn: Callable[..., Any], mode: int, payload: Any, buffers: Any) -> Any:
+    if mode == MODE_ARGS:  # the arguments themselves (see MODE_ARGS)
+        return fn(*payload)
     return _call(fn, mode, pickle.loads(payload, buffers=buffers))
 
 
 def _run_measured(
-    fn: Callable[..., Any], mode: int, payload: bytes, buffers: Any, stats: _Stats
+    fn: Callable[..., Any], mode: int, payload: Any, buffers: Any, stats: _Stats
 ) -> Any:
     """:func:`_run`, charging the unpickling and the call to *stats* (``insights=True``)."""
     clock = time.perf_counter
     t0 = clock()
-    data = pickle.loads(payload, buffers=buffers)
+    data = payload if mode == MODE_ARGS else pickle.loads(payload, buffers=buffers)
     t1 = clock()
     stats.serializing += t1 - t0
     try:
@@ -232,12 +237,14 @@ class _Stats:
         )
 
 
-def _context(fn: Any, mode: int, payload: bytes, buffers: Any, state: Any = None) -> str:
+def _context(fn: Any, mode: int, payload: Any, buffers: Any, state: Any = None) -> str:
     """What the failing task was called with, for the remote traceback (cold path)."""
     if isinstance(fn, BaseException) or fn is None:
         return ""
     if state is not None and isinstance(fn, partial):
         fn = fn.func  # worker_state=True: name the user's function, not the wrapper
+    if mode == MODE_ARGS:
+        return describe_call(fn, payload)
     try:
         args = pickle.loads(payload, buffers=buffers)
     except BaseException:
@@ -366,9 +373,12 @@ def _serve(sock: Any, setup: WorkerSetup) -> None:
         offset = 0
         last = len(msg.task_ids) - 1
         for i, task_id in enumerate(msg.task_ids):
-            count = nbuffers[i] if nbuffers else 0
-            bufs = oob[offset : offset + count]
-            offset += count
+            if nbuffers:
+                count = nbuffers[i]
+                bufs = oob[offset : offset + count]
+                offset += count
+            else:
+                bufs = oob
             t0 = clock()
             value: Any = None
             fn: Any = None
@@ -396,10 +406,19 @@ def _serve(sock: Any, setup: WorkerSetup) -> None:
                     value = _run_measured(fn, modes[i], payloads[i], bufs, stats)
             except BaseException as exc:
                 context = _context(fn, modes[i], payloads[i], bufs, state)
-                result = ResultItem(task_id, False, capture(exc, context), clock() - t0)
+                result: ResultItem | None = ResultItem(
+                    task_id, False, capture(exc, context), clock() - t0
+                )
             else:
-                result = ResultItem(task_id, True, value, clock() - t0)
-            if stats is None:
+                duration = clock() - t0
+                if stats is None and type(value) in _PLAIN:  # _send's hot path, inlined
+                    send_frame(sock, _dumps((task_id, True, value, duration), _PROTOCOL))
+                    result = None
+                else:
+                    result = ResultItem(task_id, True, value, duration)
+            if result is None:
+                pass
+            elif stats is None:
                 _send(sock, result)
             else:
                 stats.tasks += 1
