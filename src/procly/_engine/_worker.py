@@ -397,6 +397,8 @@ def _serve(sock: Any, setup: WorkerSetup) -> None:
                             if len(functions) >= _FN_CACHE_MAX:
                                 functions.clear()
                             functions[blob] = fn
+                        if stats is not None:  # t0 was just taken: this is the unpickling
+                            stats.serializing += clock() - t0
                     fns[fi] = fn
                 if isinstance(fn, BaseException):
                     raise fn
