@@ -300,3 +300,41 @@ def test_unlinked_entries_do_not_accumulate(name: str) -> None:
     _tracker.release("shm", name)
     assert _tracker._query("shm", name) is None
     assert exists(name), "an unregistered name is the caller's business"
+
+
+def test_registered_before_creation_creator_killed_at_once_leaks_nothing() -> None:
+    """``register_new``: the tracker knows a name before it exists, so a creator SIGKILLed
+    right after creating leaks nothing; the reserved names it never created are unlinked
+    silently (only the real segment is reported)."""
+    prog = Prog(
+        """
+        from procly.shared_memory import SharedMemory
+        made = SharedMemory(create=True, size=4096)
+        say(made.name); wait()
+        """,
+        own_tracker=True,
+    )
+    try:
+        made = prog.line()
+        assert exists(made)
+        prog.kill()
+        _, err = prog.finish()  # stderr EOF: the program's own tracker has exited
+        assert not exists(made)
+        assert err.count("ResourceLeakWarning") == 1
+        assert made in err
+    finally:
+        prog.kill()
+
+
+def test_register_new_reserves_names_ahead_and_unregister_drops_one() -> None:
+    _tracker.ensure_running()
+    name = _tracker.register_new("shm", lambda: new_name("s"))
+    try:
+        assert not exists(name)  # registered before anything exists under it
+        assert _tracker._query("shm", name) == (1, 1, 0)
+        spare = _tracker._CLIENT.reserve[("C", "shm")][-1]
+        assert _tracker._query("shm", spare) == (1, 1, 0)  # the next one is known already
+    finally:
+        _tracker.unregister("shm", name)
+        _tracker.release("shm", name)
+    assert _tracker._query("shm", name) is None

@@ -33,6 +33,10 @@ up.  One tracker process per process tree owns that cleanup::
     the creator process is gone, and holds one *use*.
   - ``register(kind, name, pin=False)`` (``A``): created, but reference counted only: it is
     reclaimed as soon as no process uses or holds it (shared NumPy arrays).
+  - ``register_new(kind, make_name)``: the same two, for a name the process is *about* to
+    create: names are registered :data:`_RESERVE` at a time, ahead of their creation, so
+    creating costs no message and no instant after creation is unknown to the tracker.  A
+    reserved name never created is unlinked as a no-op, without a warning.
   - ``use`` / ``release`` (``U`` / ``D``): a process attached / closed one handle.
   - ``hold`` / ``release_hold`` (``H`` / ``R``): a handle is in flight inside a pickle.  The
     receiver releases the hold once it attached; until then the name survives even the
@@ -62,7 +66,7 @@ import sys
 import tempfile
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 __all__ = (
@@ -74,6 +78,7 @@ __all__ = (
     "goodbye",
     "hold",
     "register",
+    "register_new",
     "release",
     "release_hold",
     "set_address",
@@ -95,6 +100,8 @@ _LABEL = "procly._proc._tracker"
 
 #: Lazy messages a process keeps before it sends them anyway.
 _MAX_PENDING = 256
+#: Names :func:`register_new` registers per message, ahead of their creation.
+_RESERVE = 16
 
 
 # --------------------------------------------------------------------------- client side
@@ -177,6 +184,9 @@ class _Client:
         self.uses: Counter[Key] = Counter()
         self.pins: set[Key] = set()
         self.autos: set[Key] = set()
+        # (op, kind) -> names the tracker already counts as created by this process ("C" or
+        # "A") that nothing was created under yet: see register_new().
+        self.reserve: dict[tuple[str, str], list[str]] = {}
         self.pending: list[str] = []  # lazy messages not sent yet
         self.exit_hook: Any = None  # a procly Finalize that says goodbye
         # Set once this process said goodbye: later messages (finalizers running at
@@ -258,6 +268,7 @@ class _Client:
             sock = self._connect()
             if fresh:
                 self.pending.clear()  # the replay below reflects them already
+                self.reserve.clear()  # a new tracker never heard of them
             self._take_deferred()
             data = ("".join(self.pending) + line + "\n").encode()
             self.pending.clear()
@@ -270,6 +281,31 @@ class _Client:
                 self._drop()
                 if attempt:
                     raise
+
+    def take_new(self, op: str, kind: str, make_name: Callable[[], str]) -> str:
+        """A name from the reservation of *op* (``C``/``A``) names of *kind*, refilled with
+        one message of :data:`_RESERVE` fresh names when empty (see :func:`register_new`)."""
+        me = threading.get_ident()
+        if self.owner == me:  # re-entered from a finalizer: no reservation, defer as send does
+            name = make_name()
+            self.send(f"{op} {kind} {name}", record=(op, (kind, name)))
+            return name
+        self.lock.acquire()  # (not self.held(): see send)
+        self.owner = me
+        try:
+            names = self.reserve.get((op, kind))
+            if not names:
+                fresh = [make_name() for _ in range(_RESERVE)]
+                for name in fresh:
+                    _check(kind, name)
+                self._send_locked("\n".join(f"{op} {kind} {name}" for name in fresh))
+                names = self.reserve[(op, kind)] = fresh
+            name = names.pop()
+            self._record(op, (kind, name))
+            return name
+        finally:
+            self.owner = None
+            self.lock.release()
 
     def _arm_exit_hook(self) -> None:
         """Say goodbye at exit also in children that leave through ``os._exit`` after
@@ -348,6 +384,7 @@ class _Client:
         self.pending = []  # the parent's to send, not ours
         self.pins.clear()  # the parent created them; we merely inherited handles
         self.autos.clear()
+        self.reserve = {}  # the parent's names
         try:
             if self.uses:
                 # Re-register inherited handles, and keep the parent's connection open until
@@ -373,6 +410,7 @@ class _Client:
         self.uses.clear()
         self.pins.clear()
         self.autos.clear()
+        self.reserve.clear()
         self.finished = False
 
 
@@ -401,6 +439,21 @@ def register(kind: str, name: str, *, pin: bool = True) -> None:
     _check(kind, name)
     op = "C" if pin else "A"
     _CLIENT.send(f"{op} {kind} {name}", record=(op, (kind, name)))
+
+
+def register_new(kind: str, make_name: Callable[[], str], *, pin: bool = True) -> str:
+    """A fresh name from *make_name*, registered as :func:`register` would *before* the
+    caller creates anything under it; the caller must then create it exclusively
+    (``O_EXCL``), or on failure call :func:`unregister` and :func:`release` for it.
+
+    Why: the tracker hears of :data:`_RESERVE` names in one message, so creating a segment
+    costs no message at all, and the no-leak guarantee gets stronger rather than weaker --
+    the name is registered before it exists, so no instant after creation is uncovered.
+    A name the process never created costs the tracker an unlink of nothing (silently).
+    *make_name* must return unguessable names (a name someone else created is never
+    reclaimed: the caller unregisters it when ``O_EXCL`` fails).
+    """
+    return _CLIENT.take_new("C" if pin else "A", kind, make_name)
 
 
 def unregister(kind: str, name: str, *, lazy: bool = False) -> None:

@@ -32,19 +32,26 @@ _LABEL = "procly._proc._tracker"
 _BATCH_PAUSE_S = 0.002
 
 
-def _unlink(kind: str, name: str) -> None:
+def _unlink(kind: str, name: str) -> bool:
+    """Unlink *name*; False if it did not exist (a name registered ahead of its creation,
+    see the client's ``register_new``, that was never created: nothing to report)."""
     path = name if name.startswith("/") else "/" + name
     if _LINUX:  # what glibc's shm_unlink / sem_unlink do
-        with contextlib.suppress(FileNotFoundError):
+        try:
             os.unlink("/dev/shm" + path if kind == "shm" else "/dev/shm/sem." + path[1:])
-        return
+        except FileNotFoundError:
+            return False
+        return True
     import posix_ipc  # type: ignore[import-not-found]  # pragma: no cover - macOS
 
-    with contextlib.suppress(posix_ipc.ExistentialError):
+    try:  # pragma: no cover - macOS
         if kind == "shm":
             posix_ipc.unlink_shared_memory(path)
         else:
             posix_ipc.unlink_semaphore(path)
+    except posix_ipc.ExistentialError:  # pragma: no cover
+        return False
+    return True  # pragma: no cover
 
 
 @dataclass(eq=False)  # identity: a connection is itself
@@ -150,10 +157,8 @@ class _Registry:
         if res is None or res.uses > 0 or res.pins > 0 or res.holds:
             return
         del self.res[key]
-        if res.owned:
-            _unlink(*key)
-            if res.dirty or died:
-                self.reclaimed.append(key)
+        if res.owned and _unlink(*key) and (res.dirty or died):
+            self.reclaimed.append(key)
 
 
 def _warn(keys: list[Key]) -> None:

@@ -12,7 +12,9 @@
     +-----------------------------------------------------------------------------+
 
 * **The creator** makes the segment (``shm_open`` + ``ftruncate``), maps it, and pins the
-  name in the tracker for as long as the creator process lives.
+  name in the tracker for as long as the creator process lives.  A generated name is
+  registered *before* the segment exists (``register_new``: one tracker message per many
+  names), so creating sends nothing and a creator killed at any instant leaks nothing.
 * **A user** maps an existing name and counts as one *use* until it calls :meth:`close`
   or dies.  Pickling a handle (a Process argument, through a Pipe or a Queue) sends only
   the name, plus a tracker *hold* that keeps the name alive until the receiver attached.
@@ -84,6 +86,16 @@ def shm_unlink(name: str) -> None:
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), kname) from None
 
 
+def _fresh_name() -> str:
+    return new_name("s")
+
+
+def _forget(name: str, *, lazy: bool = False) -> None:
+    """Undo :func:`procly._proc._tracker.register_new` for *name*: nothing of ours is there."""
+    _tracker.unregister("shm", name, lazy=lazy)
+    _tracker.release("shm", name, lazy=lazy)
+
+
 class SharedMemory:
     """A block of memory, named, that any process can map (drop-in for the standard
     library's ``multiprocessing.shared_memory.SharedMemory``).
@@ -124,35 +136,52 @@ class SharedMemory:
         self._used = False
         self._mmap = None
         self._buf = None
-        flags = os.O_CREAT | os.O_EXCL if create else 0
+        # Whether the tracker already counts this process as the creator (see below).
+        registered = False
         if name is None:
             while True:
-                name = new_name("s")
+                if track:
+                    # Registered before it exists (one tracker message per many names, and
+                    # no instant where a created segment is unknown to the tracker).
+                    name = _tracker.register_new("shm", _fresh_name, pin=_pin)
+                    registered = True
+                else:
+                    name = _fresh_name()
                 try:
-                    fd = _shm_open(name, flags)
-                    break
-                except FileExistsError:
-                    continue
+                    fd = _shm_open(name, os.O_CREAT | os.O_EXCL)
+                except BaseException as exc:
+                    if registered:  # someone else's, or nothing: never reclaim it
+                        _forget(name)
+                        registered = False
+                    if isinstance(exc, FileExistsError):
+                        continue
+                    raise
+                break
         else:
-            fd = _shm_open(name, flags)
+            fd = _shm_open(name, os.O_CREAT | os.O_EXCL if create else 0)
         self._name = name
         try:
             if create:
                 os.ftruncate(fd, size)
+                self._mmap = mmap.mmap(fd, size)
             else:
-                size = os.fstat(fd).st_size
-            self._mmap = mmap.mmap(fd, size)
+                self._mmap = mmap.mmap(fd, 0)  # the whole segment: mmap learns its size
+                size = len(self._mmap)
         except BaseException:
             os.close(fd)
             if create:
                 with contextlib.suppress(OSError):
                     shm_unlink(name)
+                if registered:
+                    _forget(name, lazy=True)
             raise
         os.close(fd)  # the mapping keeps the memory; handles travel by name
         self._size = size
         self._buf = memoryview(self._mmap)
         if track:
-            if create:
+            if registered:
+                pass
+            elif create:
                 # _pin=False: reference counted only (shared NumPy arrays)
                 _tracker.register("shm", _kernel_name(name)[1:], pin=_pin)
             else:
