@@ -338,3 +338,55 @@ def test_register_new_reserves_names_ahead_and_unregister_drops_one() -> None:
         _tracker.unregister("shm", name)
         _tracker.release("shm", name)
     assert _tracker._query("shm", name) is None
+
+
+def test_parent_releasing_right_after_fork_does_not_reclaim_under_the_child(name: str) -> None:
+    """The child re-registers inherited handles on its own connection, which the tracker
+    may read after the parent's release: the parent's hold taken at fork bridges that."""
+    posix_ipc.SharedMemory("/" + name, posix_ipc.O_CREX, size=4096).close_fd()
+    _tracker.register("shm", name, pin=False)  # reference counted: reclaimed at zero uses
+    go_r, go_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.close(go_w)
+            os.read(go_r, 1)
+            _tracker.goodbye()
+        finally:
+            os._exit(0)
+    os.close(go_r)
+    try:
+        _tracker.release("shm", name)  # at once, racing the child's re-registration
+        _tracker.sync()
+        assert exists(name), "reclaimed while the forked child still had it"
+    finally:
+        os.write(go_w, b"g")
+        os.close(go_w)
+        os.waitpid(pid, 0)
+    wait_until(lambda: not exists(name))  # the child's goodbye was its last use
+
+
+def test_hold_tied_to_a_parent_goes_with_the_parent(name: str) -> None:
+    parent, orphan = new_name("s"), new_name("s")
+    for n in (name, parent, orphan):
+        posix_ipc.SharedMemory("/" + n, posix_ipc.O_CREX, size=4096).close_fd()
+        _tracker.register("shm", n, pin=False)
+    try:
+        _tracker.hold("shm", name, parent=parent)
+        _tracker.release("shm", name)
+        assert _tracker._query("shm", name) == (0, 0, 1)  # kept by the hold alone
+        assert exists(name)
+        _tracker.release("shm", parent)  # the parent's last use: it goes, and the hold too
+        _tracker.sync()
+        assert not exists(parent) and not exists(name)
+        # a hold tied to a parent that is already gone keeps nothing alive
+        _tracker.hold("shm", orphan, parent=parent)
+        _tracker.release("shm", orphan)
+        _tracker.sync()
+        assert not exists(orphan)
+    finally:
+        for n in (parent, orphan):
+            try:
+                posix_ipc.unlink_shared_memory("/" + n)
+            except posix_ipc.ExistentialError:
+                pass

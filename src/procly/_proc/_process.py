@@ -441,6 +441,9 @@ class ProcessTable:
         self.children = set()
         self.counter = itertools.count(1)
         FINALIZERS.clear()
+        tracker = sys.modules.get(f"{__package__}._tracker")
+        if tracker is not None:  # its goodbye at exit is a finalizer too: keep that one
+            tracker.rearm_exit_hook()
 
 
 TABLE = ProcessTable()

@@ -23,7 +23,10 @@ up.  One tracker process per process tree owns that cleanup::
   later find it).  After ``fork`` the child drops the parent's connection and, if it holds
   handles inherited through ``fork``, re-registers them on its own connection *before* it
   closes its copy of the parent's (a round trip), so that the parent dying at any moment
-  never leaves a window where nobody holds the name.
+  never leaves a window where nobody holds the name; and the parent, just before forking,
+  *holds* the names it uses (one message), which the child releases in that round trip, so
+  that the parent *releasing* a name at once (a queue dropped right after starting a child)
+  leaves no window either.
 * **The tracker** (:mod:`._tracker_server`) accepts connections from processes of the same user, keeps per
   connection the names it pins, uses and holds, and reclaims (unlinks) a name once nothing
   refers to it.  It exits once its last connection is gone, so it never outlives the tree.
@@ -43,6 +46,9 @@ up.  One tracker process per process tree owns that cleanup::
     sender's exit (a worker that puts a result and exits is the common case).  A hold never
     released (a pickle never unpickled) lasts until the tracker exits with its tree.  A
     release may overtake its hold on another connection: the tracker remembers it.
+  - ``hold(kind, name, parent=p)``: a hold that lasts at most as long as the name *p*: when
+    *p* is reclaimed, its child holds are dropped (a queue's undelivered big items and
+    spare segments go with the queue once its last user closed it or died).
   - ``unregister`` (``X``): the name was unlinked explicitly; forget it.
 
   A connection that ends (EOF) drops its pins and uses.  If it ended without the
@@ -77,6 +83,7 @@ __all__ = (
     "ensure_running",
     "goodbye",
     "hold",
+    "rearm_exit_hook",
     "register",
     "register_new",
     "release",
@@ -188,6 +195,8 @@ class _Client:
         # "A") that nothing was created under yet: see register_new().
         self.reserve: dict[tuple[str, str], list[str]] = {}
         self.pending: list[str] = []  # lazy messages not sent yet
+        # (token, keys) of the holds taken for a child about to be forked (see before_fork)
+        self.fork_hold: tuple[str, list[Key]] | None = None
         self.exit_hook: Any = None  # a procly Finalize that says goodbye
         # Set once this process said goodbye: later messages (finalizers running at
         # shutdown) are dropped rather than starting a new tracker.
@@ -373,6 +382,35 @@ class _Client:
             return buf.decode().strip()
 
     # -- lifecycle --------------------------------------------------------------------------
+    def before_fork(self) -> None:
+        """In the parent, right before ``fork``: hold every name the child inherits a use of
+        (except names this process pins, which outlive it anyway), so that the parent
+        releasing its own use before the child re-registered it cannot get the name
+        reclaimed under the child (a queue or shared array dropped right after starting a
+        child is the common case).  The child releases the holds once registered."""
+        self.fork_hold = None
+        if self.owner == threading.get_ident() or self.finished or self.sock is None:
+            return  # (re-entered from a finalizer; or nothing registered, so nothing to hold)
+        if self.pid != os.getpid():
+            return
+        keys = [key for key, n in self.uses.items() if n > 0 and key not in self.pins]
+        if not keys:
+            return
+        token = secrets.token_hex(8)
+        self.lock.acquire()
+        self.owner = threading.get_ident()
+        try:
+            self._send_locked("\n".join(f"H {kind} {name} {token}" for kind, name in keys))
+            self.fork_hold = (token, keys)
+        except OSError:
+            pass  # no tracker: nothing is reclaimed behind anyone's back either
+        finally:
+            self.owner = None
+            self.lock.release()
+
+    def after_fork_in_parent(self) -> None:
+        self.fork_hold = None
+
     def after_fork_in_child(self) -> None:
         inherited = self.sock
         self.lock = threading.Lock()  # another thread may have held it at fork time
@@ -385,11 +423,17 @@ class _Client:
         self.pins.clear()  # the parent created them; we merely inherited handles
         self.autos.clear()
         self.reserve = {}  # the parent's names
+        fork_hold, self.fork_hold = self.fork_hold, None
         try:
             if self.uses:
                 # Re-register inherited handles, and keep the parent's connection open until
                 # the tracker has seen them: a parent killed meanwhile cannot free the name.
-                self.roundtrip()
+                # Then drop the holds the parent took for us (see before_fork).
+                released = ""
+                if fork_hold is not None:
+                    token, keys = fork_hold
+                    released = "".join(f"R {kind} {name} {token}\n" for kind, name in keys)
+                self.roundtrip(released + "P")
         finally:
             if inherited is not None:
                 inherited.close()
@@ -415,7 +459,11 @@ class _Client:
 
 
 _CLIENT = _Client()
-os.register_at_fork(after_in_child=_CLIENT.after_fork_in_child)
+os.register_at_fork(
+    before=_CLIENT.before_fork,
+    after_in_parent=_CLIENT.after_fork_in_parent,
+    after_in_child=_CLIENT.after_fork_in_child,
+)
 
 
 def _atexit() -> None:
@@ -489,13 +537,22 @@ def release(kind: str, name: str, *, lazy: bool = False) -> None:
     _CLIENT.send(f"D {kind} {name}", record=("D", (kind, name)), lazy=lazy)
 
 
-def hold(kind: str, name: str) -> str:
+def hold(kind: str, name: str, *, parent: str | None = None) -> str:
     """Keep *name* alive while a handle to it travels inside a pickle; returns the token
     the receiver passes to :func:`release_hold` once it has attached.  The hold outlives
-    the sender; one never released lasts until the tracker exits with the tree."""
+    the sender; one never released lasts until the tracker exits with the tree.
+
+    With *parent* (a name of the same kind) the hold lasts at most as long as the parent:
+    it is dropped when the tracker reclaims the parent (a queue's undelivered big items go
+    with the queue), and void if the parent is already gone.
+    """
     _check(kind, name)
     token = secrets.token_hex(8)
-    _CLIENT.send(f"H {kind} {name} {token}")
+    if parent is None:
+        _CLIENT.send(f"H {kind} {name} {token}")
+    else:
+        _check(kind, parent)
+        _CLIENT.send(f"H {kind} {name} {token} {parent}")
     return token
 
 
@@ -526,6 +583,15 @@ def goodbye() -> None:
     Runs at interpreter exit; a child that leaves through ``os._exit`` should call it.
     """
     _CLIENT.goodbye()
+
+
+def rearm_exit_hook() -> None:
+    """Arm the goodbye at exit again after this process's finalizers were reset (a new
+    child's bootstrap), if this process talks to a tracker: a forked child re-registers its
+    inherited handles before the reset, and without a goodbye its clean exit would look
+    like a death (a spurious leak warning, should it hold the last use of a name)."""
+    if _CLIENT.sock is not None and _CLIENT.pid == os.getpid() and not _CLIENT.finished:
+        _CLIENT._arm_exit_hook()
 
 
 def ensure_running() -> str:

@@ -80,6 +80,10 @@ class _Registry:
         self.res: dict[Key, _Res] = {}
         self.early: set[str] = set()  # releases that overtook their hold
         self.reclaimed: list[Key] = []
+        # Holds taken on behalf of a parent name (a queue's big items): dropped when the
+        # parent is reclaimed.  parent -> {(child, token)}, and token -> parent.
+        self.children: dict[Key, set[tuple[Key, str]]] = {}
+        self.parent_of: dict[str, Key] = {}
 
     def handle(self, conn: _Conn, line: str) -> bytes | None:
         parts = line.split()
@@ -118,16 +122,27 @@ class _Registry:
                 pinner.pins.discard(key)
             res.pins = 0
             res.pinners.clear()
-        elif op == "H" and len(parts) == 4:
+        elif op == "H" and len(parts) in (4, 5):
             token = parts[3]
             if token in self.early:
                 self.early.discard(token)
-            else:
+            elif len(parts) == 4:
                 res.holds.add(token)
+            else:
+                parent: Key = (key[0], parts[4])
+                # A parent already reclaimed (or never known) keeps nothing alive: the hold
+                # is void, so the name goes with its other references.
+                if parent in self.res:
+                    res.holds.add(token)
+                    self.children.setdefault(parent, set()).add((key, token))
+                    self.parent_of[token] = parent
         elif op == "R" and len(parts) == 4:
             token = parts[3]
             if token in res.holds:
                 res.holds.discard(token)
+                owner = self.parent_of.pop(token, None)
+                if owner is not None:
+                    self.children[owner].discard((key, token))
             else:
                 self.early.add(token)
         self.check(key)
@@ -159,6 +174,13 @@ class _Registry:
         del self.res[key]
         if res.owned and _unlink(*key) and (res.dirty or died):
             self.reclaimed.append(key)
+        for child, token in self.children.pop(key, ()):
+            # The parent is gone: so are the holds it kept (a queue's undelivered items).
+            self.parent_of.pop(token, None)
+            kept = self.res.get(child)
+            if kept is not None and token in kept.holds:
+                kept.holds.discard(token)
+                self.check(child, died=died or res.dirty)
 
 
 def _warn(keys: list[Key]) -> None:
