@@ -1,14 +1,18 @@
 """Big-item segments are known to the resource tracker: when a queue's creator and every
 process holding its big items are SIGKILLed, nothing is left in /dev/shm once the tree is
-gone (nobody is alive to reap the queue's own tables, so the tracker must)."""
+gone (nobody is alive to reap the queue's own tables, so the tracker must); and when a
+queue loses its last user (closed, collected or killed), its undelivered items go at once,
+while the rest of the tree lives on."""
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import subprocess
 import sys
 import time
+from typing import Any
 
 import numpy as np
 
@@ -100,3 +104,123 @@ def test_spare_segments_are_tracked_and_freed_with_the_queue() -> None:
     while any("-i-" in n for n in _ours()) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any("-i-" in n for n in _ours())
+
+
+# -- a queue that loses its last user frees its undelivered big items ---------------------------
+
+
+def _queue_names(q: Any) -> set[str]:
+    """The queue's own segment plus every big-item segment of this run."""
+    return {n for n in _ours() if n == q._ring.name or "-i-" in n}
+
+
+def _tracker_caught_up() -> None:
+    """Return once the tracker has handled everything that happened before this call,
+    including the end of connections of processes already reaped: the first round trip is
+    answered while the tracker handles one batch of ready sockets (those dead connections
+    are in it, but maybe after ours); the second is only read in a later batch."""
+    _tracker.sync()
+    _tracker.sync()
+
+
+def test_queue_collected_in_its_creator_frees_queued_items() -> None:
+    q = procly.Queue()
+    q.put(np.ones(100_000))
+    q.put_many([np.zeros(50_000), b"x" * (1 << 20)])
+    names = _queue_names(q)
+    assert len(names) == 4  # the ring and three queued items
+    del q
+    gc.collect()
+    _tracker_caught_up()
+    assert not names & _ours()
+
+
+def _take_one_and_report(q: Any, go: Any, report: Any) -> None:
+    assert go.get(timeout=60) == "go"
+    arr = q.get(timeout=60)
+    report.put(float(arr.sum()))
+    q.close()
+
+
+def test_items_outlive_the_creators_queue_while_another_user_has_it(start_method: str) -> None:
+    ctx = procly.get_context(start_method)
+    q, go, report = ctx.Queue(), ctx.Queue(), ctx.Queue()
+    q.put(np.ones(100_000))
+    q.put(np.full(100_000, 2.0))
+    names = _queue_names(q)
+    child = ctx.Process(target=_take_one_and_report, args=(q, go, report))
+    child.start()
+    del q  # the child still uses the queue: nothing may go
+    gc.collect()
+    try:
+        _tracker_caught_up()
+        assert names <= _ours()
+        go.put("go")
+        assert report.get(timeout=60) == 100_000.0
+    finally:
+        child.join(60)
+    assert child.exitcode == 0
+    _tracker_caught_up()
+    assert not names & _ours()  # the second item, never taken, went with the last user
+
+
+def _put_then_close(q: Any) -> None:
+    q.put(np.ones(100_000))
+    q.close()
+
+
+def test_closing_by_every_user_frees_queued_items(start_method: str) -> None:
+    ctx = procly.get_context(start_method)
+    q = ctx.Queue()
+    child = ctx.Process(target=_put_then_close, args=(q,))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0
+    assert q.qsize() == 1
+    names = _queue_names(q)
+    assert len(names) == 2  # the ring and the queued item
+    _tracker_caught_up()
+    assert names <= _ours()  # the creator still uses it
+    q.close()
+    _tracker_caught_up()
+    assert not names & _ours()
+
+
+def _produce_and_wait(q: Any, ready: Any) -> None:
+    for i in range(3):
+        q.put(np.full(100_000, float(i)))
+    ready.put("produced")
+    time.sleep(3600)  # SIGKILLed by the test
+
+
+def _hold_one_and_wait(q: Any, ready: Any) -> None:
+    held = q.get(timeout=60)  # keeps its segment mapped
+    ready.put(("holding", float(held[0])))
+    time.sleep(3600)  # SIGKILLed by the test
+
+
+def test_producer_and_consumer_killed_with_items_queued_frees_everything(start_method: str) -> None:
+    ctx = procly.get_context(start_method)
+    q, ready = ctx.Queue(), ctx.Queue()
+    producer = ctx.Process(target=_produce_and_wait, args=(q, ready))
+    consumer = ctx.Process(target=_hold_one_and_wait, args=(q, ready))
+    producer.start()
+    consumer.start()
+    ring = q._ring.name
+    del q  # the creator lets go: only the two children use the queue now
+    gc.collect()
+    try:
+        assert sorted(map(str, [ready.get(timeout=60), ready.get(timeout=60)])) == [
+            "('holding', 0.0)",
+            "produced",
+        ]
+        names = {ring} | {n for n in _ours() if "-i-" in n}
+        assert len(names) == 4  # the ring, one item held by the consumer, two queued
+        _tracker_caught_up()
+        assert names <= _ours()
+    finally:
+        for p in (producer, consumer):
+            p.kill()
+            p.join(60)
+    _tracker_caught_up()
+    assert not names & _ours()  # while this process tree lives on

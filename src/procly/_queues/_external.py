@@ -18,24 +18,28 @@ Lifetimes (who unlinks a name):
 * a producer whose ``put`` fails (timeout, full) unlinks its own segment;
 * a producer killed between creating the segment and publishing it: its name sits in the
   queue's *pending* table with its pid, and the next process that finds the pid dead (lock
-  recovery, or the queue's final cleanup) unlinks it;
-* descriptors still queued when the queue's creator finalizes it are unlinked then.
+  recovery, or the next big put) unlinks it;
+* descriptors still queued, and spares, when the queue loses its last user: see below.
 
-The resource tracker (:mod:`procly._proc._tracker`) is the net under all of this, for when
-the queue's creator *and* every process that held a segment were SIGKILLed (nobody is left
-to reap the tables).  Every big-item segment is tracker-owned, reference counted
-(``register(pin=False)``), and always has a tracker reference while it exists:
+The resource tracker (:mod:`procly._proc._tracker`) does the rest, also when every process
+involved was SIGKILLed (nobody is left to reap the tables).  Every big-item segment is
+tracker-owned, reference counted (``register(pin=False)``), and always has a tracker
+reference while it exists:
 
 * filling: the producer's own use (``register`` counts as one);
-* queued (descriptor in the ring) or spare: a *hold*, whose token travels in the descriptor
-  (or sits next to the name in the spare table); the producer drops its use once the hold
-  is sent (same connection, so the tracker sees them in order);
+* queued (descriptor in the ring) or spare: a *hold* tied to the queue's name
+  (``hold(parent=...)``), whose token travels in the descriptor (or sits next to the name
+  in the spare table); the producer drops its use once the hold is sent (same connection,
+  so the tracker sees them in order);
 * received: the consumer's use (``use``, then ``release_hold`` of the descriptor's token);
   recycling it into the spare table takes a new hold before the use is dropped.
 
-Whoever unlinks a name says so (``unregister``) and drops its own reference; a hold whose
-token got lost (a producer killed between taking a spare and publishing) lasts until the
-tracker exits with its tree, and the tracker unlinks every name it still owns then.
+The queue's own name is reference counted by the tracker too (one use per process holding
+the queue, see :mod:`._queue`): when the last user closes it, drops it or dies, the tracker
+reclaims the queue and with it every hold tied to it, so undelivered items and spares are
+unlinked while the rest of the process tree lives on.  Whoever unlinks a name says so
+(``unregister``) and drops its own reference; a hold whose token got lost (a producer
+killed between taking a spare and publishing) lasts until the queue is reclaimed.
 """
 
 from __future__ import annotations
@@ -58,6 +62,8 @@ __all__ = ("Opened", "layout_size", "load", "open_segment", "unlink", "unlink_pa
 ALIGN = 64
 #: Largest single write(2) Linux performs.
 _MAX_WRITE = 0x7FFFF000
+#: Bytes written between two looks for a spare segment (see :func:`write`'s *stop*).
+_CHUNK = 4 << 20
 
 
 def _path(name: str) -> str:
@@ -84,19 +90,24 @@ def forget(name: str, *, use: bool = False, token: str | None = None) -> None:
             _tracker.release("shm", name, lazy=True)
 
 
-def _write_all(fd: int, pieces: list[Any]) -> None:
+def _write_all(fd: int, pieces: list[Any], stop: Callable[[], bool] | None = None) -> bool:
+    """Write *pieces* back to back from offset 0; False if *stop* (asked between chunks of
+    :data:`_CHUNK` bytes) said to give up first."""
     views = [memoryview(p).cast("B") for p in pieces if len(p)]
+    limit = _MAX_WRITE if stop is None else _CHUNK
     offset = 0
     while views:
+        if offset and stop is not None and stop():
+            return False
         batch: list[memoryview] = []
         total = 0
         for v in views:  # stay under the per-call byte and iovec limits
-            if len(batch) >= 512 or total + v.nbytes > _MAX_WRITE:
+            if len(batch) >= 512 or total + v.nbytes > limit:
                 break
             batch.append(v)
             total += v.nbytes
         if not batch:  # one piece bigger than a write can take
-            batch, total = [views[0][:_MAX_WRITE]], _MAX_WRITE
+            batch, total = [views[0][:limit]], limit
         written = os.pwritev(fd, batch, offset)
         offset += written
         while written:  # drop what was written, keep the rest
@@ -107,6 +118,7 @@ def _write_all(fd: int, pieces: list[Any]) -> None:
             else:
                 views[0] = head[written:]
                 written = 0
+    return True
 
 
 def layout_size(stream: bytes, buffers: Sequence[memoryview]) -> int:
@@ -118,14 +130,23 @@ def layout_size(stream: bytes, buffers: Sequence[memoryview]) -> int:
 
 
 def write(
-    name: str, stream: bytes, buffers: Sequence[memoryview], capacity: int | None = None, token: str = ""
-) -> bytes:
+    name: str,
+    stream: bytes,
+    buffers: Sequence[memoryview],
+    capacity: int | None = None,
+    token: str = "",
+    stop: Callable[[], bool] | None = None,
+) -> bytes | None:
     """Fill segment *name* with *stream* and *buffers*; return the descriptor payload
     (which carries the tracker hold *token* to its receiver).
 
     With *capacity* None the segment is created; otherwise it is an existing (spare)
     segment of that many bytes, refilled in place.  Raises :class:`OSError` (``ENOSPC``
     when ``/dev/shm`` is full); the segment is then unlinked.
+
+    *stop* is asked between chunks; if it says so, writing stops and None is returned:
+    the segment stays, partly written (a fresh tmpfs page costs about 1.7 times a reused
+    one, so a producer switches to a spare that came back while it filled a fresh one).
     """
     pieces: list[Any] = [stream]
     spans: list[tuple[int, int]] = []
@@ -146,7 +167,8 @@ def write(
     except posix_ipc.ExistentialError as exc:
         raise FileExistsError(f"big-item segment {name!r}: {exc}") from None
     try:
-        _write_all(shm.fd, pieces)
+        if not _write_all(shm.fd, pieces, stop):
+            return None
     except BaseException:
         unlink(name)
         raise

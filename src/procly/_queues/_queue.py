@@ -18,13 +18,16 @@ Processes and threads involved (compare the standard library's feeder thread + p
   and its parent's ``join()`` returns (the standard library's "joining processes that use
   queues" deadlock cannot happen), and why ``join_thread``/``cancel_join_thread`` have
   nothing left to do.
-* **The creator** owns the segment's name: it unlinks it (and any big item still queued)
-  when its queue object is garbage-collected or at its exit.  Processes that already mapped
-  the queue keep using it; only new attachments need the name.
+* **Every user** (the creator, a process that received the queue pickled, a forked child)
+  counts as one use of the segment's name in the resource tracker, until it closes the
+  queue, drops it or dies (SIGKILL included).  Once no process uses it the tracker unlinks
+  the name and every big item still queued or kept spare (their tracker holds are tied to
+  the queue's name): nothing is left in ``/dev/shm`` while the process tree lives on.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import pickle
@@ -62,9 +65,27 @@ def _deadline(block: bool, timeout: float | None) -> float | None:
     return time.monotonic() + max(float(timeout), 0.0)
 
 
-def _destroy(ring: Ring, creator_pid: int) -> None:
-    if os.getpid() == creator_pid:  # a forked child inherits the finalizer, not the name
-        ring.destroy()
+class _Lease:
+    """One queue object's tracker *use* of its ring's name, released once per process (by
+    :meth:`_RingQueue.close` or when the object is garbage-collected).  A forked child
+    holds its own copy of the use (the tracker client re-registers inherited uses), which
+    its copy of the lease releases."""
+
+    __slots__ = ("done", "name")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.done = 0  # the pid that released, 0 if none
+
+    def release(self) -> None:
+        pid = os.getpid()
+        if self.done == pid:
+            return
+        self.done = pid
+        # Eager: if this was the queue's last user, the tracker reclaims it (and its
+        # undelivered big items) now, not when this process next talks to it.
+        with contextlib.suppress(OSError):
+            _tracker.release("shm", self.name)
 
 
 def _load(kind: int, value: Any) -> Any:
@@ -89,20 +110,25 @@ class _RingQueue:
     _joinable = False
     _ring: Ring
     _closed: bool
-    _finalizer: Finalize | None
+    _use: _Lease
 
     def _setup(self, maxsize: int) -> None:
         if isinstance(maxsize, bool) or not isinstance(maxsize, int):
             raise TypeError(f"maxsize must be an int, not {type(maxsize).__name__}")
         self._ring = Ring.create(max(maxsize, 0))
         self._closed = False
-        # A negative exit priority: at exit this runs only after the children are joined,
-        # so a child still draining the queue finds every item (and big item) in place.
-        self._finalizer = Finalize(self, _destroy, (self._ring, os.getpid()), exitpriority=-100)
+        self._lease(self._ring.name)
+
+    def _lease(self, name: str) -> None:
+        self._use = _Lease(name)
+        Finalize(self, self._use.release)
 
     def __reduce__(self) -> tuple[Any, ...]:
         assert_spawning(self)
-        return (_rebuild, (type(self), self._ring.name))
+        # A hold keeps the queue alive while the pickle travels (the sender may drop its
+        # queue first); the receiver releases it once it attached and counts as a user.
+        name = self._ring.name
+        return (_rebuild, (type(self), name, _tracker.hold("shm", name), _tracker.address()))
 
     def _closed_error(self) -> Exception:
         return ValueError(f"Queue {self!r} is closed")
@@ -118,29 +144,56 @@ class _RingQueue:
         :mod:`._external` for the tracker protocol.
         """
         ring = self._ring
-        spare = ring.take_spare(_external.layout_size(stream, buffers))
+        need = _external.layout_size(stream, buffers)
+        spare = ring.take_spare(need)
         if spare is not None:
-            name, capacity, slot, token = spare
-            try:
-                return name, slot, _external.write(name, stream, buffers, capacity, token), token
-            except FileExistsError:  # the spare vanished (queue being destroyed)
-                ring.release_pending(slot)
-                _tracker.release_hold("shm", name, token)
-            except BaseException:
-                ring.release_pending(slot)
-                _external.forget(name, token=token)
-                raise
+            filled = self._refill(spare, stream, buffers)
+            if filled is not None:
+                return filled
         name = new_name("i")
-        # Reference counted: our use keeps it while we fill it, the hold once published.
+        # Reference counted: our use keeps it while we fill it, the hold once published --
+        # a hold that goes with the queue, should nobody take the item.
         _tracker.register("shm", name, pin=False)
-        token = _tracker.hold("shm", name)
+        token = _tracker.hold("shm", name, parent=ring.name)
         slot = ring.add_pending(name)
         try:
-            return name, slot, _external.write(name, stream, buffers, None, token), token
+            # A received item's segment often comes back (spare) while we fill a fresh one:
+            # refilling it is cheaper than finishing the fresh one, which is parked as a
+            # spare instead (it is mostly allocated already: the next big put reuses it).
+            payload = _external.write(name, stream, buffers, None, token, functools.partial(ring.spare_fits, need))
+            if payload is None:
+                spare = ring.take_spare(need)
+                filled = None if spare is None else self._refill(spare, stream, buffers)
+                if filled is not None:
+                    ring.park(name, need, slot, token)
+                    return filled
+                payload = _external.write(name, stream, buffers, need, token)
+            assert payload is not None
+            return name, slot, payload, token
         except BaseException:
             ring.release_pending(slot)
             _external.forget(name, use=True, token=token)
             raise
+
+    def _refill(
+        self, spare: tuple[str, int, int, str], stream: bytes, buffers: list[memoryview]
+    ) -> tuple[str, int, bytes, str] | None:
+        """Write a big item into *spare* (from :meth:`Ring.take_spare`); None if the spare
+        vanished meanwhile (the queue was reclaimed)."""
+        ring = self._ring
+        name, capacity, slot, token = spare
+        try:
+            payload = _external.write(name, stream, buffers, capacity, token)
+        except FileExistsError:
+            ring.release_pending(slot)
+            _tracker.release_hold("shm", name, token)
+            return None
+        except BaseException:
+            ring.release_pending(slot)
+            _external.forget(name, token=token)
+            raise
+        assert payload is not None
+        return name, slot, payload, token
 
     def _take_big(self, payload: memoryview) -> _external.Opened | None:
         """Take a big item's segment (called under the queue lock by the ring)."""
@@ -263,16 +316,26 @@ class _RingQueue:
         return self._ring.count() == 0
 
     def close(self) -> None:
-        """Refuse further ``put``/``get`` in this process; other processes are unaffected."""
+        """Refuse further ``put``/``get`` in this process; other processes are unaffected.
+
+        This process stops counting as a user of the queue: once no process uses it (each
+        closed it, dropped it or died), its segment and its undelivered big items are freed.
+        """
         self._closed = True
+        self._use.release()
 
 
-def _rebuild(cls: type[_RingQueue], name: str) -> _RingQueue:
-    self = cls.__new__(cls)
-    self._ring = Ring.attach(name)
-    self._closed = False
-    self._finalizer = None
-    return self
+def _rebuild(cls: type[_RingQueue], name: str, token: str, tracker: str | None) -> _RingQueue:
+    _tracker.adopt(tracker)
+    try:
+        self = cls.__new__(cls)
+        self._ring = Ring.attach(name)
+        self._closed = False
+        _tracker.use("shm", name)
+        self._lease(name)
+        return self
+    finally:
+        _tracker.release_hold("shm", name, token)
 
 
 class Queue(_RingQueue):

@@ -50,9 +50,9 @@ Crash safety (a process SIGKILLed at any instruction):
   sleeps are sliced, so a waker that died before waking costs at most one slice.
 * Big items: every segment is named in the header's pending table (with the pid filling or
   holding it) or spare table until it is unlinked; dead pids are reaped (see _segments).
-  Should the queue's creator and every holder die, nobody is left to reap: the resource
-  tracker owns every segment too, and unlinks it once nothing references it or, for one
-  still queued, when the tree is gone (see _external).
+  Should every holder die, nobody is left to reap: the resource tracker owns every segment
+  too, and unlinks it once nothing references it or, for one still queued or spare, once
+  the queue has no user left (see _external).
 
 The data area is a sparse mapping of :data:`MAX_CAPACITY` bytes of which only the first CAP
 are used (pages are touched only when used); CAP doubles when a put does not fit, which is
@@ -71,7 +71,6 @@ from . import _external, _native, _segments
 from ._ringbase import _CAP as _CAP
 from ._ringbase import _COUNT as _COUNT
 from ._ringbase import _DATA_OFF as _DATA_OFF
-from ._ringbase import _DESTROYED as _DESTROYED
 from ._ringbase import _HEAD as _HEAD
 from ._ringbase import _J_MASK as _J_MASK
 from ._ringbase import _J_TAIL as _J_TAIL
@@ -364,7 +363,7 @@ class Ring(RingBase):
         """Record that this process is about to create segment *name*; the slot or -1."""
         self._acquire()
         try:
-            self._table.reap_pending(only_dead=True)
+            self._table.reap_dead()
             return self._table.add_pending(name)
         finally:
             _unlock_c(self._mfast)
@@ -402,6 +401,19 @@ class Ring(RingBase):
         finally:
             _unlock_c(self._mfast)
 
+    def spare_fits(self, need: int) -> bool:
+        """Whether :meth:`take_spare` would now find a spare for *need* bytes (a lock-free hint)."""
+        return self._table.spare_fits(need)
+
+    def park(self, name: str, capacity: int, slot: int, token: str) -> None:
+        """Keep segment *name*, which this process created and no longer needs (*slot*: its
+        pending entry), as a spare held by the tracker hold *token*; or unlink it."""
+        self._acquire()
+        try:
+            self._give_back_locked((name, capacity, slot, _segments.fork_generation(), token))
+        finally:
+            _unlock_c(self._mfast)
+
     def give_back(self, name: str, capacity: int, slot: int, generation: int) -> None:
         """A received big item was garbage-collected: recycle or unlink its segment.
 
@@ -412,9 +424,11 @@ class Ring(RingBase):
         # The spare's tracker hold is taken before the lock, to keep the lock short (a
         # producer may be waiting to refill this very segment); unused ones are released.
         token = ""
-        if generation == _segments.fork_generation() and not self._h[_DESTROYED]:
+        if generation == _segments.fork_generation():
             try:
-                token = _tracker.hold("shm", name)
+                # Tied to the queue: a spare goes when the queue's last user does (and the
+                # hold is void if that already happened: then the release below frees it).
+                token = _tracker.hold("shm", name, parent=self.name)
             except OSError:  # no tracker: no recycling (a spare must be held by it)
                 token = ""
         entry = (name, capacity, slot, generation, token)
@@ -439,38 +453,16 @@ class Ring(RingBase):
         if (
             token
             and mine
-            and not self._h[_DESTROYED]
             and generation == _segments.fork_generation()
             and self._table.put_spare(name, capacity, token)
         ):
-            # A spare has no user: the hold keeps it now, so our use can go.
+            # A spare has no user: the hold keeps it now, so our use can go (eagerly: if
+            # the queue is already reclaimed the hold is void and the segment goes now).
             with contextlib.suppress(OSError):
-                _tracker.release("shm", name, lazy=True)
+                _tracker.release("shm", name)
             return
         _external.forget(name, use=True, token=token or None)
 
     def _drain_deferred(self) -> None:
         while self._deferred:
             self._give_back_locked(self._deferred.pop())
-
-    def destroy(self) -> None:
-        """Unlink the segment and every big item still queued or pending (the creator's
-        final cleanup).  Processes that mapped the ring keep their mapping."""
-        try:
-            self._acquire()
-        except OSError:
-            _external.unlink(self.name)
-            _tracker.unregister("shm", self.name, lazy=True)
-            return
-        try:
-            self._h[_DESTROYED] = 1
-            self._walk(lambda kind, payload: _external.unlink_payload(payload) if kind == EXTERNAL else None)
-            self._table.reap_pending(only_dead=False)
-            self._table.drop_spares()
-            while self._deferred:  # their pending slots were just reaped: drop our refs
-                name, _, _, _, token = self._deferred.pop()
-                _external.forget(name, use=True, token=token or None)
-        finally:
-            _unlock_c(self._mfast)
-            _external.unlink(self.name)
-            _tracker.unregister("shm", self.name, lazy=True)

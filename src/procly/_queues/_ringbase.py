@@ -29,7 +29,7 @@ _SEQ_NE, _SEQ_NF, _SEQ_TD = 0, 1, 2
 _H_OFF = 128  # u64 words:
 (_MAGIC, _CAP, _HEAD, _TAIL, _COUNT, _MAXSIZE, _WAIT_GET, _WAIT_PUT, _WAIT_JOIN, _UNFINISHED,
  _WRAP_AT, _J_MASK, _J_TAIL, _J_CAP, _J_UNF, _OWNER_PID, _PEND_GET, _PEND_PUT,
- _PEND_TD, _DESTROYED) = range(20)
+ _PEND_TD, _UNUSED) = range(20)
 _H_WORDS = 24
 _M_TAIL, _M_CAP, _M_UNF = 1, 2, 4  # journal mask bits
 # bytes 1024..4095: the big-item tables (see _segments)
@@ -118,7 +118,7 @@ class RingBase:
 
     @classmethod
     def create(cls: type[_R], maxsize: int, capacity: int = INITIAL_CAPACITY) -> _R:
-        """Create a fresh queue segment (the caller owns its name and must :meth:`destroy`).
+        """Create a fresh queue segment; the caller holds one tracker use of its name.
 
         Raises :class:`OSError` if shared memory cannot be created or mapped.
         """
@@ -134,7 +134,9 @@ class RingBase:
             raise
         finally:
             shm.close_fd()
-        _tracker.register("shm", name)  # safety net: reclaimed if this process is SIGKILLed
+        # Reference counted: this is the creator's use; every process using the queue holds
+        # one, and the tracker reclaims the name once none is left (see _queue).
+        _tracker.register("shm", name, pin=False)
         ring = cls(name, mm)
         _native.mutex_init(ring._mutex)
         h = ring._h
@@ -149,7 +151,7 @@ class RingBase:
     def attach(cls: type[_R], name: str) -> _R:
         """Map an existing queue segment by name.
 
-        Raises :class:`FileNotFoundError` if the queue's creator has already destroyed it.
+        Raises :class:`FileNotFoundError` if the queue was already reclaimed (no user left).
         """
         try:
             shm = posix_ipc.SharedMemory("/" + name)
@@ -186,7 +188,7 @@ class RingBase:
             h[_J_MASK] = 0
         h[_PEND_GET] = h[_PEND_PUT] = h[_PEND_TD] = 0
         h[_COUNT] = self._walk(lambda kind, payload: None)
-        self._table.reap_pending(only_dead=True)
+        self._table.reap_dead()
         for i in (_SEQ_NE, _SEQ_NF, _SEQ_TD):  # whoever the dead owner was to wake: wake all
             self._seq[i] = (self._seq[i] + 1) & _U32
             _native.futex_wake(self._seq_addr + 4 * i, 1 << 30)

@@ -6,7 +6,7 @@ the queue header keep those segments from leaking and let their memory be reused
 * **pending** (pid, name): a segment some process is filling (a producer, before it
   publishes the descriptor) or holding (a consumer, while the received object still maps
   it).  When that pid is dead, the name is unlinked by whoever notices (lock recovery, the
-  next big put, the queue's final cleanup) -- so a SIGKILL at any moment leaks nothing.
+  next big put) -- so a SIGKILL at any moment leaks nothing.
 * **spare** (capacity, "name token"): segments whose received objects were garbage-collected and
   that a producer may refill.  Fresh tmpfs pages cost more than copying into them (the
   kernel zeroes each one), so reuse roughly halves the cost of a big put.  At most
@@ -109,12 +109,12 @@ class SegmentTable:
         _U64.pack_into(self._mm, off, 0)
         return True
 
-    def reap_pending(self, only_dead: bool) -> None:
-        """Unlink the segments of dead holders (all of them unless *only_dead*)."""
+    def reap_dead(self) -> None:
+        """Unlink the segments of dead holders."""
         for slot in range(PENDING_SLOTS):
             off = PENDING_OFF + slot * _ENTRY
             pid = _U64.unpack_from(self._mm, off)[0]
-            if pid and (not only_dead or _pid_dead(pid)):
+            if pid and _pid_dead(pid):
                 _external.forget(self._name(off))
                 _U64.pack_into(self._mm, off, 0)
 
@@ -136,6 +136,15 @@ class SegmentTable:
         _U64.pack_into(self._mm, off, 0)
         return name, best_cap, token
 
+    def spare_fits(self, need: int) -> bool:
+        """Whether a spare would suit *need* bytes (as :meth:`take_spare` chooses); a hint
+        that may be read without the lock (each word is read whole)."""
+        for slot in range(SPARE_SLOTS):
+            cap = _U64.unpack_from(self._mm, SPARE_OFF + slot * _ENTRY)[0]
+            if cap and need <= cap <= 4 * need:
+                return True
+        return False
+
     def put_spare(self, name: str, capacity: int, token: str) -> bool:
         """Keep segment *name* for reuse, kept alive by the tracker hold *token*; False (the
         caller unlinks it) if the table is full or the name and token do not fit."""
@@ -152,12 +161,3 @@ class SegmentTable:
             return False
         self._set(SPARE_OFF + free * _ENTRY, capacity, entry)
         return True
-
-    def drop_spares(self) -> None:
-        """Unlink every spare segment."""
-        for slot in range(SPARE_SLOTS):
-            off = SPARE_OFF + slot * _ENTRY
-            if _U64.unpack_from(self._mm, off)[0]:
-                name, _, token = self._name(off).partition(" ")
-                _external.forget(name, token=token)
-                _U64.pack_into(self._mm, off, 0)
