@@ -23,7 +23,7 @@ def _bench(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     started = time.perf_counter()
-    results = _harness.run_sections(args.only, args.quick, repeats, log)
+    results = _harness.run_sections(args.only, args.quick, repeats, log, args.case)
     print(_harness.format_table(results))
     if args.json:
         meta = {
@@ -46,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--quick", action="store_true", help="fewer rounds, smaller sizes (about a minute)")
     bench.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     bench.add_argument("--only", nargs="+", metavar="SECTION", help="run only these sections")
+    bench.add_argument(
+        "--case", metavar="SUBSTRING", help="run only the cases whose name contains this"
+    )
     bench.add_argument("--repeats", type=int, help="rounds per case (default 7, or 3 with --quick)")
     args = parser.parse_args(argv)
     if args.command == "tour":
