@@ -148,6 +148,9 @@ class Engine(Recovery):
         self._cancel_queued = False
         self._want_spare = False  # dispatcher thread only (see _recovery)
         self._insights = InsightsLog() if options.insights else None
+        self._spares_wanted = 0  # dispatcher thread only (see _recovery)
+        self._replacement: WorkerSlot | None = None  # dispatcher thread only (see _recovery)
+        self._helper_failed = False  # dispatcher thread only (see _recovery)
         # The dispatcher thread starts first and waits at the gate while the workers are
         # started: Thread.start() waits until the new thread runs, which is quick on an
         # idle machine but a millisecond once freshly forked workers compete for the CPU.
@@ -326,6 +329,7 @@ class Engine(Recovery):
         finally:
             self._kill_all()
             self._reap_all()
+            self._drop_helper()
             with self._lock:
                 self._state = _DONE
             self._delivered = True
@@ -338,8 +342,9 @@ class Engine(Recovery):
         self._poller.register(fd, select.POLLIN)
         self._fdmap[fd] = (1, slot)
         sentinel = slot.proc.sentinel
-        self._poller.register(sentinel, select.POLLIN)
-        self._fdmap[sentinel] = (2, slot)
+        if sentinel >= 0:  # (a fork helper's workers have none: the helper reports exits)
+            self._poller.register(sentinel, select.POLLIN)
+            self._fdmap[sentinel] = (2, slot)
 
     def _unwatch_sock(self, slot: WorkerSlot) -> None:
         try:
@@ -426,6 +431,8 @@ class Engine(Recovery):
                     continue
                 kind, owner = self._fdmap.get(fd, (-1, None))
                 if owner is None:
+                    if kind == 3:
+                        self._on_helper()
                     continue
                 if kind == 1:
                     if ev & select.POLLOUT:
@@ -436,6 +443,8 @@ class Engine(Recovery):
                     self._on_exit(owner)
             if self._broken is not None:
                 return
+            if self._sup.helper_exited:  # read while waiting for a worker
+                self._on_helper()
             for slot, task in self._sup.overdue():
                 self._kill(slot, task, timed_out=True)
 

@@ -1,14 +1,57 @@
-"""The local backend's launcher: workers are procly processes of the pool's context."""
+"""The local backend's launchers: workers are procly processes of the pool's context.
+
+Under ``fork`` a pool replaces lost workers through a *fork helper*: a copy of the parent,
+forked once, that forks each replacement worker on request::
+
+    parent (dispatcher thread)                     fork helper (one thread)
+    ──────────────────────────                     ────────────────────────
+    ForkHelper.launch(end)                         recvmsg -> Process(worker_main).start()
+      "S" + worker's channel end (SCM_RIGHTS) ──>    = fork: the worker is its child
+    <── "P" n pid   (worker n started)             poll([control, worker sentinels])
+    ForkHelper.kill(n)  "K" n ──────────────────>  kill worker n
+    <── "X" n code  (worker n ended: exit code)    reap worker n
+    close control  ─────────────────────────────>  kill and reap the rest, exit
+
+Why: forking the parent costs the parent itself, in the thread every result waits for --
+the fork (its page tables, a millisecond or more with threads and a big heap) and then a
+copy-on-write fault for every page it touches while the child lives.  A pool whose
+workers keep dying (crashes, timeouts, ``max_tasks_per_child``) paid that for every
+replacement; through the helper the parent sends one message and goes on, and the fork
+runs in another process.
+
+What it changes (documented in the Pool guide): a replacement worker is a copy of the
+parent *as it was when the helper started* -- at the pool's first replacement -- not as it
+is at the moment of the replacement, as the standard library's are.  Objects created in
+the parent after that point reach later workers only by pickling, as with every other
+start method.  The initial workers are still forked by the parent itself (pool start-up
+stays a plain fork).
+
+The helper is a procly child of the parent, so it dies with it (lifeline); its workers are
+forked by its only long-lived thread and die with it (``PR_SET_PDEATHSIG`` on Linux, the
+lifeline elsewhere).  It reaps its workers and reports their exit codes, so crash reports
+are the same as for workers forked by the parent.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import select
+import signal
+import socket
+import struct
+import threading
+import time
 from typing import Any
 
 from ._channel import ChannelEnd
 from ._supervisor import WorkerProcess
-from ._worker import WorkerSetup, worker_main
+from ._worker import WorkerSetup, close_inherited, worker_main
 
-__all__ = ("ProcessLauncher",)
+__all__ = ("ForkHelper", "HelperWorker", "ProcessLauncher")
+
+#: A helper's message: kind (S start, P pid, K kill, X exit), worker number, pid or code.
+_MSG = struct.Struct("<cqq")
 
 
 class ProcessLauncher:
@@ -36,3 +79,214 @@ class ProcessLauncher:
         )
         proc.start()
         return proc  # type: ignore[no-any-return]
+
+    def fork_helper(
+        self, setup: WorkerSetup, ours: socket.socket, theirs: socket.socket
+    ) -> ForkHelper:
+        """Start a :class:`ForkHelper` (fork context only) talking over the
+        ``SOCK_SEQPACKET`` pair *ours*/*theirs*.  *setup* is the workers' setup; its
+        ``close_fds`` are the parent's descriptors the helper closes first (*ours* among
+        them).  Closes *theirs* here once the helper holds it."""
+        proc = self._context.Process(
+            target=helper_main,
+            args=(theirs.fileno(), setup, self._context, self._name, self._count),
+            name=f"{self._name}-fork-helper",
+            daemon=False,
+        )
+        proc.start()
+        theirs.close()
+        return ForkHelper(proc, ours)
+
+
+class HelperWorker:
+    """A worker started by a :class:`ForkHelper` (a :class:`~._supervisor.WorkerProcess`).
+
+    Its exit is reported by the helper, not by a sentinel of its own (:attr:`sentinel` is
+    -1): the engine polls :meth:`ForkHelper.fileno` instead and learns of exits from
+    :attr:`ForkHelper.exited`.
+    """
+
+    __slots__ = ("_helper", "_pid", "exitcode", "number")
+
+    sentinel = -1
+
+    def __init__(self, helper: ForkHelper, number: int) -> None:
+        self._helper = helper
+        self.number = number
+        self._pid: int | None = None
+        self.exitcode: int | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The worker's pid (waits for the helper to report it; ``None`` if it died)."""
+        if self._pid is None:
+            self._helper.wait(lambda: self._pid is not None or self.exitcode is not None, None)
+        return self._pid
+
+    def kill(self) -> None:
+        self._helper.kill(self)
+
+    def join(self, timeout: float | None = None) -> None:
+        self._helper.wait(lambda: self.exitcode is not None, timeout)
+
+    def __repr__(self) -> str:
+        return f"<HelperWorker #{self.number} pid={self._pid} exitcode={self.exitcode}>"
+
+
+class ForkHelper:
+    """The parent's side of a fork helper (see the module docstring); a launcher.
+
+    Used by the dispatcher thread, except :attr:`HelperWorker.pid`, which may wait from
+    any thread: reading the control socket is serialised by a lock.
+    """
+
+    def __init__(self, proc: Any, control: socket.socket) -> None:
+        self._proc = proc
+        self._control = control
+        self._lock = threading.Lock()
+        self._workers: dict[int, HelperWorker] = {}
+        self._next = 0
+        #: Workers whose end was reported and that the engine has not handled yet.
+        self.exited: list[HelperWorker] = []
+        #: The helper is gone (its workers died with it); start a new one if needed.
+        self.broken = False
+
+    def fileno(self) -> int:
+        return self._control.fileno()
+
+    def launch(self, end: ChannelEnd, setup: WorkerSetup) -> HelperWorker:
+        """Have the helper fork a worker serving *end* (the helper's own copy of the
+        pool's setup applies: *setup* is ignored).  Returns at once."""
+        if self.broken:
+            raise OSError("the pool's fork helper is gone")
+        worker = HelperWorker(self, self._next)
+        socket.send_fds(self._control, [_MSG.pack(b"S", self._next, 0)], [end.fd])
+        self._workers[self._next] = worker
+        self._next += 1
+        return worker
+
+    def kill(self, worker: HelperWorker) -> None:
+        if worker.exitcode is None and not self.broken:
+            try:
+                self._control.send(_MSG.pack(b"K", worker.number, 0))
+            except OSError:
+                pass
+
+    def pump(self) -> None:
+        """Read every message already received (never blocks)."""
+        with self._lock:
+            self._read(block=False)
+
+    def wait(self, done: Any, timeout: float | None) -> None:
+        """Read messages until ``done()`` or *timeout* seconds pass or the helper is gone."""
+        if done() or self.broken:
+            return
+        deadline = None if timeout is None else time.monotonic() + timeout
+        poller = select.poll()
+        poller.register(self._control, select.POLLIN)
+        while not done() and not self.broken:
+            with self._lock:
+                if done():
+                    return
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                if not poller.poll(None if left is None else left * 1000 + 0.5):
+                    return
+                self._read(block=False)
+            if left == 0.0:
+                return
+
+    def _read(self, block: bool) -> None:
+        flags = 0 if block else socket.MSG_DONTWAIT
+        while not self.broken:
+            try:
+                data = self._control.recv(_MSG.size, flags)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if len(data) != _MSG.size:  # end of file: the helper is gone, so are its workers
+                self.broken = True
+                self.exited.extend(self._workers.values())
+                self._workers.clear()
+                return
+            kind, number, value = _MSG.unpack(data)
+            found = self._workers.get(number)
+            if found is None:  # pragma: no cover - protocol error
+                continue
+            if kind == b"P":
+                found._pid = value
+            elif kind == b"X":
+                found.exitcode = value
+                del self._workers[number]
+                self.exited.append(found)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the helper (it kills and reaps the workers it still has) and reap it."""
+        with self._lock:
+            self.broken = True
+        try:
+            self._control.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._proc.join(timeout)
+        if self._proc.exitcode is None:  # pragma: no cover - a stuck helper
+            self._proc.kill()
+            self._proc.join(timeout)
+        self._control.close()
+
+
+def helper_main(
+    control_fd: int, setup: WorkerSetup, context: Any, name: str, count: int
+) -> None:
+    """The fork helper's loop (runs in the helper process; see the module docstring)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    close_inherited(setup.close_fds)
+    control = socket.socket(fileno=control_fd)
+    # its workers close the helper's end of the control socket (and nothing else)
+    setup = dataclasses.replace(setup, close_fds=((control_fd, os.fstat(control_fd).st_ino),))
+    poller = select.poll()
+    poller.register(control_fd, select.POLLIN)
+    by_sentinel: dict[int, tuple[int, Any]] = {}
+    by_number: dict[int, Any] = {}
+    try:
+        while True:
+            for fd, _ in poller.poll():
+                if fd != control_fd:
+                    number, proc = by_sentinel.pop(fd)
+                    poller.unregister(fd)
+                    del by_number[number]
+                    proc.join()
+                    code = proc.exitcode
+                    proc.close()
+                    control.send(_MSG.pack(b"X", number, code if code is not None else 255))
+                    continue
+                msg, fds, _flags, _addr = socket.recv_fds(control, _MSG.size, 1)
+                if len(msg) != _MSG.size:
+                    return  # the pool ended
+                kind, number, _ = _MSG.unpack(msg)
+                if kind == b"K":
+                    proc = by_number.get(number)
+                    if proc is not None:
+                        proc.kill()
+                    continue
+                count += 1
+                end = ChannelEnd(fds[0])
+                proc = context.Process(
+                    target=worker_main, args=(end, setup), name=f"{name}-{count}", daemon=False
+                )
+                try:
+                    proc.start()
+                except Exception:  # reported as a worker that died at once
+                    control.send(_MSG.pack(b"X", number, 255))
+                    continue
+                finally:
+                    os.close(fds[0])
+                by_sentinel[proc.sentinel] = (number, proc)
+                by_number[number] = proc
+                poller.register(proc.sentinel, select.POLLIN)
+                control.send(_MSG.pack(b"P", number, proc.pid))
+    finally:
+        for proc in by_number.values():
+            proc.kill()
+        for proc in by_number.values():
+            proc.join()

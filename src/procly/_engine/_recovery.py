@@ -22,6 +22,7 @@ Split from :mod:`._dispatcher` for size; :class:`Recovery` is a mixin of
 
 from __future__ import annotations
 
+import select
 import threading
 from collections import deque
 from typing import TYPE_CHECKING, Any
@@ -58,6 +59,12 @@ class Recovery:
     _startup_failures: int
     _shutdown_sent: bool
     _want_spare: bool
+    _spares_wanted: int
+    _replacement: WorkerSlot | None
+    _helper_failed: bool
+    _poller: select.poll
+    _fdmap: dict[int, tuple[int, WorkerSlot | None]]
+    _stale: set[int]
 
     # provided by Engine
     def _pump(self, slot: WorkerSlot) -> None:
@@ -137,8 +144,16 @@ class Recovery:
         if state == CLOSING and not self._queue and self._finished == accepted and not sources:
             return
         if self.options.start_method == "fork" and not self._shutdown_sent:
-            self._want_spare = True  # forked by the dispatcher after its next hand-out
-            if self._sup.promote() is not None:
+            self._ensure_helper()
+            self._want_spare = True  # started by the dispatcher after its next hand-out
+            last = self._replacement
+            if last is not None and last.inflight and not last.completed and not last.dead:
+                # the previous replacement has not started yet: losses come faster than a
+                # worker starts, so keep one more spare starting ahead (up to one per worker)
+                self._spares_wanted = min(self._spares_wanted + 1, self.options.processes)
+            self._spares_wanted = max(self._spares_wanted, 1)
+            self._replacement = self._sup.promote()
+            if self._replacement is not None:
                 return  # the spare is watched already
         try:
             slot = self._sup.spawn()
@@ -147,18 +162,72 @@ class Recovery:
             err.__cause__ = exc
             self._break(err)
             return
+        self._replacement = slot
         self._watch(slot)
+
+    def _ensure_helper(self) -> None:
+        """Under fork, have replacements forked by a fork helper (:mod:`._launcher`)
+        rather than by this process; started at the first replacement, restarted if it
+        died.  Without one (a launcher that has none, or it failed to start) this
+        process forks them itself."""
+        helper = self._sup.helper
+        if helper is not None and not helper.broken:
+            return
+        if helper is not None:
+            self._drop_helper()
+        if self._helper_failed:
+            return
+        try:
+            helper = self._sup.start_helper()
+        except Exception:  # an optimisation only: the pool works without it
+            helper = None
+        if helper is None:
+            self._helper_failed = True
+            return
+        fd = helper.fileno()
+        self._poller.register(fd, select.POLLIN)
+        self._fdmap[fd] = (3, None)
+
+    def _drop_helper(self) -> None:
+        """Stop the fork helper, if any (its remaining workers die with it)."""
+        helper = self._sup.helper
+        if helper is None:
+            return
+        self._sup.helper = None
+        fd = helper.fileno()
+        if fd >= 0 and fd in self._fdmap:
+            self._poller.unregister(fd)
+            del self._fdmap[fd]
+            self._stale.add(fd)
+        try:
+            helper.close()
+        except Exception:  # pragma: no cover - already gone
+            pass
+
+    def _on_helper(self) -> None:
+        """The fork helper reported: handle the workers it says have ended."""
+        helper = self._sup.helper
+        if helper is not None:
+            helper.pump()
+        exited = self._sup.helper_exited  # (shared by every helper this pool had)
+        while exited:
+            proc = exited.pop(0)
+            for slot in [*self._sup.workers(), *self._dying.values()]:
+                if slot.proc is proc:
+                    self._on_exit(slot)
+                    break
 
     def _start_spare(self) -> None:
         """Fork the spare that :meth:`_replace` asked for (dispatcher loop, after sending)."""
         self._want_spare = False
-        if self._sup.spares or self._shutdown_sent or self._broken is not None:
+        if self._shutdown_sent or self._broken is not None:
             return
-        try:
-            spare = self._sup.spawn(spare=True)
-        except Exception:  # an optimisation only: the pool works without it
-            return
-        self._watch(spare)
+        while len(self._sup.spares) < self._spares_wanted:
+            try:
+                spare = self._sup.spawn(spare=True)
+            except Exception:  # an optimisation only: the pool works without it
+                return
+            self._watch(spare)
 
     def _kill(self, slot: WorkerSlot, task: Task, *, timed_out: bool) -> None:
         """Kill *slot*'s worker because its running *task* timed out or was cancelled."""

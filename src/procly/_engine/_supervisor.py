@@ -20,7 +20,7 @@ import os
 import socket
 from collections import deque
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from ._channel import ChannelEnd, FrameReader, FrameWriter, channel_pair, close_end
 from ._tasks import Task
@@ -50,6 +50,20 @@ class Launcher(Protocol):
     """Starts one worker process serving *end* (see :func:`._worker.worker_main`)."""
 
     def launch(self, end: ChannelEnd, setup: WorkerSetup) -> WorkerProcess: ...
+
+
+class Helper(Launcher, Protocol):
+    """A launcher of replacement workers that reports their exits itself (a fork helper,
+    :class:`._launcher.ForkHelper`): its workers have no sentinel of their own."""
+
+    exited: list[Any]
+    broken: bool
+
+    def fileno(self) -> int: ...
+
+    def pump(self) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class WorkerSlot:
@@ -94,6 +108,10 @@ class Supervisor:
         self._deadlines: list[tuple[float, int, Task, WorkerSlot]] = []
         #: Extra parent descriptors a forked worker must close (the dispatcher's wake pipe).
         self.parent_fds: tuple[int, ...] = ()
+        #: Starts the workers once set (:meth:`start_helper`), instead of the launcher.
+        self.helper: Helper | None = None
+        #: Workers of any helper whose end it reported and the engine has not handled yet.
+        self.helper_exited: list[Any] = []
 
     # -- workers ---------------------------------------------------------------------------
     def spawn(self, *, spare: bool = False) -> WorkerSlot:
@@ -102,16 +120,14 @@ class Supervisor:
         *spare*: keep it in :attr:`spares` instead of serving at once.
         """
         sock, end = channel_pair()
+        launcher: Launcher = self._launcher
         close_fds: tuple[tuple[int, int], ...] = ()
-        if self._close_inherited:
-            fds = (
-                *(s.sock.fileno() for s in (*self.slots, *self.spares)),
-                *self.parent_fds,
-                sock.fileno(),
-            )
-            close_fds = tuple(_identified(fd) for fd in fds if fd >= 0)
+        if self.helper is not None:
+            launcher = self.helper  # (which knows the setup already)
+        elif self._close_inherited:
+            close_fds = self._parent_fds(sock.fileno())
         try:
-            proc = self._launcher.launch(end, self._make_setup(close_fds))
+            proc = launcher.launch(end, self._make_setup(close_fds))
         except BaseException:
             sock.close()
             close_end(end)
@@ -120,6 +136,29 @@ class Supervisor:
         slot = WorkerSlot(proc, sock, self._max_tasks)
         (self.spares if spare else self.slots).append(slot)
         return slot
+
+    def _parent_fds(self, *extra: int) -> tuple[tuple[int, int], ...]:
+        """What a child forked now must close of this process's descriptors (identified)."""
+        fds = (*(s.sock.fileno() for s in (*self.slots, *self.spares)), *self.parent_fds, *extra)
+        return tuple(_identified(fd) for fd in fds if fd >= 0)
+
+    def start_helper(self) -> Helper | None:
+        """Start a fork helper for the workers started from now on, if the launcher has
+        one (``fork_helper``); ``None`` if not.  Raises what starting it raises."""
+        fork_helper = getattr(self._launcher, "fork_helper", None)
+        if fork_helper is None:
+            return None
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            setup = self._make_setup(self._parent_fds(ours.fileno()))
+            helper: Helper = fork_helper(setup, ours, theirs)
+        except BaseException:
+            ours.close()
+            theirs.close()
+            raise
+        helper.exited = self.helper_exited
+        self.helper = helper
+        return helper
 
     def promote(self) -> WorkerSlot | None:
         """Move a spare into service; ``None`` if there is none."""

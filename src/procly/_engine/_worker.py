@@ -65,6 +65,7 @@ __all__ = (
     "THREAD_LIMIT_VARS",
     "WorkerSetup",
     "check_pool_depth",
+    "close_inherited",
     "limit_native_threads",
     "native_thread_env",
     "warn_exit_hook_failed",
@@ -256,17 +257,22 @@ def _context(fn: Any, mode: int, payload: Any, buffers: Any, state: Any = None) 
     return describe_call(fn, args)
 
 
-def worker_main(end: ChannelEnd, setup: WorkerSetup) -> None:
-    """Serve tasks from *end* until told to stop (the worker process's target)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    os.environ[_DEPTH_ENV] = str(setup.depth)
-    limit_native_threads(setup.thread_env)
-    for fd, inode in setup.close_fds:
+def close_inherited(fds: tuple[tuple[int, int], ...]) -> None:
+    """Close the parent's descriptors a forked child inherited (see ``WorkerSetup.close_fds``)."""
+    for fd, inode in fds:
         try:
             if os.fstat(fd).st_ino == inode:
                 os.close(fd)
         except OSError:
             pass
+
+
+def worker_main(end: ChannelEnd, setup: WorkerSetup) -> None:
+    """Serve tasks from *end* until told to stop (the worker process's target)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.environ[_DEPTH_ENV] = str(setup.depth)
+    limit_native_threads(setup.thread_env)
+    close_inherited(setup.close_fds)
     sock = end.socket()
     try:
         _serve(sock, setup)

@@ -1,0 +1,126 @@
+"""Worker replacement under ``fork``: the fork helper that forks replacements, and spares.
+
+(Crash semantics themselves are in ``test_pool_crash.py``; the leak guard checks that the
+helper and every worker it forked are gone after each test.)
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Any
+
+import pytest
+
+import procly
+from procly.errors import TaskTimeoutError, WorkerCrashedError
+
+#: Read by tasks: the parent changes it after the pool started (see the snapshot test).
+MARK = "before"
+
+
+def die_kill() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def parent_pid(_: Any = None) -> int:
+    return os.getppid()
+
+
+def own_pid(_: Any = None) -> int:
+    return os.getpid()
+
+
+def mark(_: Any = None) -> str:
+    return MARK
+
+
+def sleep_forever(*_: Any) -> None:
+    time.sleep(3600)
+
+
+def _engine(pool: Any) -> Any:
+    engine = pool._engine
+    assert engine is not None
+    return engine
+
+
+def test_replacements_are_forked_by_the_helper_not_the_parent() -> None:
+    with procly.get_context("fork").Pool(1) as pool:
+        assert pool.apply(parent_pid) == os.getpid()  # the first worker: forked by us
+        assert _engine(pool)._sup.helper is None  # no helper before a replacement
+        with pytest.raises(WorkerCrashedError, match="SIGKILL"):
+            pool.apply(die_kill)
+        helper = _engine(pool)._sup.helper
+        assert helper is not None
+        helper_pid = helper._proc.pid
+        assert pool.apply(parent_pid) == helper_pid
+        with pytest.raises(WorkerCrashedError) as info:
+            pool.apply(die_kill)
+        assert info.value.exitcode == -signal.SIGKILL  # reported by the helper
+        assert pool.apply(parent_pid) == helper_pid  # one helper for every replacement
+
+
+def test_replacements_are_copies_of_the_parent_when_the_helper_started() -> None:
+    global MARK
+    try:
+        with procly.get_context("fork").Pool(1) as pool:
+            with pytest.raises(WorkerCrashedError):
+                pool.apply(die_kill)  # the helper starts here: it sees "before"
+            MARK = "after"
+            with pytest.raises(WorkerCrashedError):
+                pool.apply(die_kill)
+            assert pool.apply(mark) == "before"  # documented: not the parent's "after"
+    finally:
+        MARK = "before"
+
+
+def test_timeouts_kill_helper_workers_and_max_tasks_per_child_uses_it() -> None:
+    with procly.get_context("fork").Pool(1, maxtasksperchild=1) as pool:
+        pids = [pool.apply(own_pid) for _ in range(4)]
+        assert len(set(pids)) == 4  # a fresh worker per task, forked by the helper
+        for _ in range(2):  # the helper kills its worker on the parent's request
+            with pytest.raises(TaskTimeoutError):
+                pool.apply(sleep_forever, timeout=0.2)
+        assert pool.map(own_pid, range(3), chunksize=1)[0] > 0
+
+
+def say_then_sleep(fd: int) -> None:
+    os.write(fd, b"!")
+    time.sleep(3600)
+
+
+def test_a_killed_helper_is_replaced_and_its_workers_are_lost_like_crashes() -> None:
+    r, w = os.pipe()  # inherited by every worker: a running task says so through it
+    try:
+        with procly.get_context("fork").Pool(1) as pool:
+            with pytest.raises(WorkerCrashedError):
+                pool.apply(die_kill)
+            engine = _engine(pool)
+            helper = engine._sup.helper
+            assert helper is not None
+            running = pool.apply_async(say_then_sleep, (w,))
+            assert os.read(r, 1) == b"!"  # a worker forked by the helper runs it
+            os.kill(helper._proc.pid, signal.SIGKILL)  # its workers die with it
+            with pytest.raises(WorkerCrashedError):
+                running.get(30)
+            assert pool.map(own_pid, range(8)) and pool.apply(parent_pid) > 0
+            assert engine._sup.helper is not helper
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_spares_follow_the_loss_rate() -> None:
+    with procly.get_context("fork").Pool(2) as pool:
+        engine = _engine(pool)
+        handles = [pool.apply_async(die_kill if i % 40 == 39 else own_pid) for i in range(400)]
+        lost = 0
+        for h in handles:
+            try:
+                h.get(60)
+            except WorkerCrashedError:
+                lost += 1
+        assert lost == 10
+        assert 1 <= engine._spares_wanted <= 2
