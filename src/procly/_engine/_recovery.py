@@ -11,10 +11,14 @@ Split from :mod:`._dispatcher` for size; :class:`Recovery` is a mixin of
   fails with :class:`~procly.errors.TaskTimeoutError` or is dropped (cancelled);
 * workers that keep dying before running anything break the pool instead of respawning
   forever;
-* under ``fork``, once a worker has been lost the pool keeps one started *spare*: the
-  next loss promotes it at once (no fork, no start-up latency while work waits), and the
-  new spare is forked only after the dispatcher has handed out work again, so the
-  surviving workers stay busy during the fork;
+* under ``fork``, replacements are forked by a fork helper (:mod:`._launcher`), started
+  at the first loss, rather than by this process (whose every fork cost the dispatcher
+  thread the fork and then copy-on-write faults);
+* under ``fork``, once a worker has been lost the pool keeps a started *spare*: the next
+  loss promotes it at once (no start-up latency while work waits), and the new spare is
+  requested only after the dispatcher has handed out work again; when a loss finds the
+  previous replacement still starting, one more spare is kept ahead (up to one per
+  worker), so that pools losing workers quickly always have one ready;
 * breaking (an initializer failed) fails every unfinished task with
   :class:`~procly.errors.BrokenProcessPool`; terminating fails them with
   :class:`~procly.errors.PoolClosedError`.
