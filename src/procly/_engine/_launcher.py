@@ -35,6 +35,7 @@ are the same as for workers forked by the parent.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import select
 import signal
@@ -52,6 +53,8 @@ __all__ = ("ForkHelper", "HelperWorker", "ProcessLauncher")
 
 #: A helper's message: kind (S start, P pid, K kill, X exit), worker number, pid or code.
 _MSG = struct.Struct("<cqq")
+#: The start request's layout: its third field is the launch time (insights), NaN if none.
+_START = struct.Struct("<cqd")
 
 
 class ProcessLauncher:
@@ -155,12 +158,15 @@ class ForkHelper:
         return self._control.fileno()
 
     def launch(self, end: ChannelEnd, setup: WorkerSetup) -> HelperWorker:
-        """Have the helper fork a worker serving *end* (the helper's own copy of the
-        pool's setup applies: *setup* is ignored).  Returns at once."""
+        """Have the helper fork a worker serving *end*.  Returns at once.
+
+        The helper's own copy of the pool's setup applies; of *setup* only ``launched``
+        (the insights clock) travels, as it is per launch."""
         if self.broken:
             raise OSError("the pool's fork helper is gone")
         worker = HelperWorker(self, self._next)
-        socket.send_fds(self._control, [_MSG.pack(b"S", self._next, 0)], [end.fd])
+        launched = math.nan if setup.launched is None else setup.launched
+        socket.send_fds(self._control, [_START.pack(b"S", self._next, launched)], [end.fd])
         self._workers[self._next] = worker
         self._next += 1
         return worker
@@ -271,8 +277,12 @@ def helper_main(
                     continue
                 count += 1
                 end = ChannelEnd(fds[0])
+                launched = _START.unpack(msg)[2]
+                own = setup
+                if setup.launched is not None:
+                    own = dataclasses.replace(setup, launched=launched)
                 proc = context.Process(
-                    target=worker_main, args=(end, setup), name=f"{name}-{count}", daemon=False
+                    target=worker_main, args=(end, own), name=f"{name}-{count}", daemon=False
                 )
                 try:
                     proc.start()
