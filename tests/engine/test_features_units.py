@@ -9,8 +9,8 @@ import pickle
 import pytest
 
 from _support.subproc import run_in_subprocess
-from procly._engine._insights import InsightsLog, PoolInsights
-from procly._engine._messages import ExitHookFailed, WorkerStats
+from procly._engine._insights import InsightsLog, PoolInsights, WorkerInsights
+from procly._engine._messages import ExitHookFailed
 from procly._engine._options import PoolOptions
 from procly._engine._progress import check_progress, progress_bar, total_of
 from procly._engine._remote_tb import capture
@@ -69,8 +69,8 @@ def test_progress_off_never_imports_tqdm() -> None:
     assert done.stdout.strip() == "False"
 
 
-def _stats(pid: int, tasks: int, final: bool = False) -> WorkerStats:
-    return WorkerStats(pid, 0.5, 1.0, 2.0, 0.25, tasks, 1, final)
+def _stats(pid: int, tasks: int, final: bool = False) -> WorkerInsights:
+    return WorkerInsights(pid, 0.5, 1.0, 2.0, 0.25, tasks, 1, not final)
 
 
 def test_insights_log_keeps_every_worker_and_marks_the_ended() -> None:

@@ -44,7 +44,7 @@ from .._errors import PoolClosedError, SerializationError
 from .._futures_errors import BrokenProcessPool
 from .._serial import _pickler
 from ._channel import Frame
-from ._insights import InsightsLog, PoolInsights
+from ._insights import InsightsLog, PoolInsights, WorkerInsights
 from ._messages import (
     MODE_ARGS,
     MODE_CALL,
@@ -54,7 +54,6 @@ from ._messages import (
     Retiring,
     Shutdown,
     TaskBatch,
-    WorkerStats,
 )
 from ._options import PoolOptions
 from ._recovery import BROKEN, CLOSING, DONE, RUN, TERMINATING, Recovery
@@ -676,7 +675,7 @@ class Engine(Recovery):
             self._break(err)
         elif type(msg) is Retiring:
             slot.tasks_left = 0
-        elif type(msg) is WorkerStats:
+        elif type(msg) is WorkerInsights:
             if self._insights is not None:
                 self._insights.record(msg)
         elif type(msg) is ExitHookFailed:

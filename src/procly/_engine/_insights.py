@@ -4,11 +4,11 @@
 
     worker (insights=True)                 dispatcher thread             caller
     times waiting / working / (un)pickling
-    WorkerStats when ready, with each   ──> InsightsLog.record()  ──> insights()
-    batch, at a normal exit                 (latest report per pid)    -> PoolInsights
+    WorkerInsights when ready, with     ──> InsightsLog.record()  ──> insights()
+    each batch, at a normal exit            (latest report per pid)    -> PoolInsights
 
-* **Workers** keep running totals and send them as :class:`~._messages.WorkerStats`
-  (cumulative, so a lost message loses nothing but freshness).
+* **Workers** keep running totals and send them as :class:`WorkerInsights` (cumulative,
+  so a lost message loses nothing but freshness; the public record is the wire message).
 * **The dispatcher thread** keeps the latest report of every worker the pool ever had,
   keyed by pid: workers that crashed, were killed or were retired stay in the log.
 * **The caller** gets a frozen :class:`PoolInsights` snapshot.
@@ -21,9 +21,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
-
-from ._messages import WorkerStats
+from dataclasses import dataclass, replace
+from typing import Any
 
 __all__ = ("InsightsLog", "PoolInsights", "WorkerInsights")
 
@@ -42,6 +41,9 @@ class WorkerInsights:
     * ``serializing``: unpickling tasks and arguments, pickling and sending results;
     * ``tasks``/``failed``: tasks run (a map chunk counts once) and how many raised;
     * ``alive``: False once the worker has ended (exited, retired, crashed or killed).
+
+    It is also the worker's report on the wire (``alive=False`` in the one it sends as it
+    exits normally), pickled compactly like the engine's other messages.
     """
 
     pid: int
@@ -52,6 +54,15 @@ class WorkerInsights:
     tasks: int
     failed: int
     alive: bool
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, tuple(self.__dict__.values()))  # the fields, in order
+
+
+def _rebuild(*fields: Any) -> WorkerInsights:
+    # What a report unpickles through: by this module's path, so that pickling one in a
+    # worker does not import the public module (procly.pool) the class names as its home.
+    return WorkerInsights(*fields)
 
 
 _COLUMNS = ("worker", "state", "starting", "waiting", "working", "serializing", "tasks", "failed")
@@ -137,7 +148,7 @@ WorkerInsights.__module__ = PoolInsights.__module__ = "procly.pool"
 
 
 class InsightsLog:
-    """The latest :class:`~._messages.WorkerStats` of every worker of one engine.
+    """The latest report (:class:`WorkerInsights`) of every worker of one engine.
 
     Written by the dispatcher thread (:meth:`record`), read by callers (:meth:`snapshot`);
     a lock keeps the two apart (both are rare: one report per batch, one snapshot per
@@ -146,11 +157,11 @@ class InsightsLog:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._latest: dict[int, WorkerStats] = {}  # insertion order: start order
+        self._latest: dict[int, WorkerInsights] = {}  # insertion order: start order
 
-    def record(self, stats: WorkerStats) -> None:
+    def record(self, report: WorkerInsights) -> None:
         with self._lock:
-            self._latest[stats.pid] = stats
+            self._latest[report.pid] = report
 
     def snapshot(self, live_pids: Iterable[int | None]) -> PoolInsights:
         """Every worker's last report; those not in *live_pids* (or that said they were
@@ -159,17 +170,5 @@ class InsightsLog:
         with self._lock:
             reports = list(self._latest.values())
         return PoolInsights(
-            tuple(
-                WorkerInsights(
-                    s.pid,
-                    s.starting,
-                    s.waiting,
-                    s.working,
-                    s.serializing,
-                    s.tasks,
-                    s.failed,
-                    s.pid in live and not s.final,
-                )
-                for s in reports
-            )
+            tuple(w if w.alive and w.pid in live else replace(w, alive=False) for w in reports)
         )

@@ -8,8 +8,9 @@ default slots protocol and stable across Python versions.
 Parent -> worker: :class:`TaskBatch`, :class:`Shutdown`.
 Worker -> parent: :class:`ResultItem` (one per task, sent as soon as the task ends, so a
 crash is always attributed to the one task that was running), :class:`InitFailed`,
-:class:`Retiring`; with ``insights=True`` also :class:`WorkerStats`, and
-:class:`ExitHookFailed` when a ``worker_exit`` hook raised.
+:class:`Retiring`; with ``insights=True`` also
+:class:`~._insights.WorkerInsights` (the public record of a worker's times doubles as
+its report), and :class:`ExitHookFailed` when a ``worker_exit`` hook raised.
 
 Why one pickle per call inside a batch (``TaskBatch.payloads``): the worker unpickles the
 arguments of a call only right before running it, so a crash while unpickling them (a
@@ -35,7 +36,6 @@ __all__ = (
     "Retiring",
     "Shutdown",
     "TaskBatch",
-    "WorkerStats",
 )
 
 #: ``fn(*args)``; the payload pickles ``args``.
@@ -134,45 +134,6 @@ class Retiring:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (Retiring, (self.tasks_done,))
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerStats:
-    """Where one worker's time went so far (``insights=True`` only; cumulative seconds).
-
-    Sent when the worker is ready, with each batch of tasks (just before its last result, so a caller holding a
-    result sees its task counted) and once more when it exits
-    normally, so the parent always holds the figures of the last report: a worker that is
-    killed loses only the batch it was running.  ``starting`` runs from the moment the
-    parent prepared the launch to the moment the worker could take work (interpreter
-    start, imports, ``initializer``); ``serializing`` is unpickling arguments plus
-    pickling results; ``working`` is the task functions themselves.
-    """
-
-    pid: int
-    starting: float
-    waiting: float
-    working: float
-    serializing: float
-    tasks: int
-    failed: int
-    #: True in the report sent as the worker exits normally (shutdown or retirement).
-    final: bool = False
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (
-            WorkerStats,
-            (
-                self.pid,
-                self.starting,
-                self.waiting,
-                self.working,
-                self.serializing,
-                self.tasks,
-                self.failed,
-                self.final,
-            ),
-        )
 
 
 @dataclass(frozen=True, slots=True)

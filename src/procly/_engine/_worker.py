@@ -5,7 +5,7 @@
     parent (dispatcher thread)                  this worker process
         TaskBatch / Shutdown  ── channel ──>    recv frame -> run each call in order
         <── ResultItem per task, InitFailed, Retiring
-        <── WorkerStats (insights=True), ExitHookFailed (worker_exit raised)
+        <── WorkerInsights (insights=True), ExitHookFailed (worker_exit raised)
 
 * Receives :class:`~._messages.TaskBatch` frames and runs the calls in order.  Each call's
   arguments are unpickled right before it runs, so a crash while unpickling them is
@@ -25,7 +25,7 @@
   worker's one state dict as their first argument (bound once per cached function, so
   the per-task path is unchanged).
 * ``insights=True``: the worker also times its waiting, working and (un)pickling and
-  reports the totals (:class:`~._messages.WorkerStats`) when ready, with each batch (just
+  reports the totals (:class:`~._insights.WorkerInsights`) when ready, with each batch (just
   before its last result) and at a normal exit; with insights off the per-task path only tests one ``None``.
 """
 
@@ -45,6 +45,7 @@ from typing import Any
 
 from .._serial import _pickler
 from ._channel import ChannelEnd, FrameReader, send_frame
+from ._insights import WorkerInsights
 from ._messages import (
     MODE_ARGS,
     MODE_CALL,
@@ -56,7 +57,6 @@ from ._messages import (
     Retiring,
     Shutdown,
     TaskBatch,
-    WorkerStats,
 )
 from ._remote_tb import capture, describe_call, unpicklable_result
 
@@ -214,7 +214,7 @@ def _run_measured(
 
 
 class _Stats:
-    """This worker's running totals for ``insights=True`` (see :class:`~._messages.WorkerStats`)."""
+    """This worker's running totals for ``insights=True`` (see :mod:`._insights`)."""
 
     __slots__ = ("failed", "serializing", "starting", "tasks", "waiting", "working")
 
@@ -225,8 +225,8 @@ class _Stats:
         self.waiting = self.working = self.serializing = 0.0
         self.tasks = self.failed = 0
 
-    def report(self, final: bool = False) -> WorkerStats:
-        return WorkerStats(
+    def report(self, final: bool = False) -> WorkerInsights:
+        return WorkerInsights(
             os.getpid(),
             self.starting,
             self.waiting,
@@ -234,7 +234,7 @@ class _Stats:
             self.serializing,
             self.tasks,
             self.failed,
-            final,
+            not final,
         )
 
 
