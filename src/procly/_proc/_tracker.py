@@ -510,17 +510,22 @@ def unregister(kind: str, name: str, *, lazy: bool = False) -> None:
     With *lazy* the message may leave with this process's next one (saves a write; the
     name is gone already, so a delay only keeps some bookkeeping).
     """
-    _check(kind, name)
-    _CLIENT.send(f"X {kind} {name}", record=("X", (kind, name)), lazy=lazy)
+    key = (kind, name)
+    if key not in _CLIENT.pins and key not in _CLIENT.autos:  # (known names were checked)
+        _check(kind, name)
+    _CLIENT.send(f"X {kind} {name}", record=("X", key), lazy=lazy)
 
 
 def use(kind: str, name: str) -> None:
     """Record that this process opened one handle on *name* (it is not reclaimed while
     this process lives, until the matching :func:`release`)."""
-    _check(kind, name)
-    # If this process already holds the name, the tracker need not hear of it at once.
-    lazy = _CLIENT.uses.get((kind, name), 0) > 0 and _CLIENT.pid == os.getpid()
-    _CLIENT.send(f"U {kind} {name}", record=("U", (kind, name)), lazy=lazy)
+    key = (kind, name)
+    # If this process already holds the name (checked then), the tracker need not hear of
+    # it at once.
+    lazy = _CLIENT.uses.get(key, 0) > 0 and _CLIENT.pid == os.getpid()
+    if not lazy:
+        _check(kind, name)
+    _CLIENT.send(f"U {kind} {name}", record=("U", key), lazy=lazy)
 
 
 def release(kind: str, name: str, *, lazy: bool = False) -> None:
@@ -531,10 +536,11 @@ def release(kind: str, name: str, *, lazy: bool = False) -> None:
     someone pins (the creator lives on, or the delay only postpones a reclaim); wrong
     for reference-counted names whose memory should go at once.
     """
-    _check(kind, name)
-    if _CLIENT.uses.get((kind, name), 0) <= 0:
+    key = (kind, name)
+    if _CLIENT.uses.get(key, 0) <= 0:  # (a name in use was checked when first used)
+        _check(kind, name)
         return  # nothing to release (double close): never drop someone else's count
-    _CLIENT.send(f"D {kind} {name}", record=("D", (kind, name)), lazy=lazy)
+    _CLIENT.send(f"D {kind} {name}", record=("D", key), lazy=lazy)
 
 
 def hold(kind: str, name: str, *, parent: str | None = None) -> str:

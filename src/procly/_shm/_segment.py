@@ -160,6 +160,7 @@ class SharedMemory:
         else:
             fd = _shm_open(name, os.O_CREAT | os.O_EXCL if create else 0)
         self._name = name
+        self._key = _kernel_name(name)[1:]  # what the tracker calls it
         try:
             if create:
                 os.ftruncate(fd, size)
@@ -183,9 +184,9 @@ class SharedMemory:
                 pass
             elif create:
                 # _pin=False: reference counted only (shared NumPy arrays)
-                _tracker.register("shm", _kernel_name(name)[1:], pin=_pin)
+                _tracker.register("shm", self._key, pin=_pin)
             else:
-                _tracker.use("shm", _kernel_name(name)[1:])
+                _tracker.use("shm", self._key)
             self._used = True
 
     @property
@@ -219,7 +220,7 @@ class SharedMemory:
             self._used = False
             # A pinned name outlives this handle anyway: the release may wait for the next
             # message.  A reference-counted one (shared arrays) should go at once.
-            _tracker.release("shm", _kernel_name(self._name)[1:], lazy=self._pin)
+            _tracker.release("shm", self._key, lazy=self._pin)
 
     def unlink(self) -> None:
         """Remove the name; processes that have it mapped keep working, nobody new can attach.
@@ -228,7 +229,7 @@ class SharedMemory:
         """
         shm_unlink(self._name)
         if self._track:
-            _tracker.unregister("shm", _kernel_name(self._name)[1:], lazy=True)
+            _tracker.unregister("shm", self._key, lazy=True)
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
@@ -243,7 +244,7 @@ class SharedMemory:
         # address travels too, for receivers whose environment predates it (forkserver).
         if not self._track:
             return _rebuild, (type(self), self._name, False, None, None, True)
-        token = _tracker.hold("shm", _kernel_name(self._name)[1:])
+        token = _tracker.hold("shm", self._key)
         return _rebuild, (type(self), self._name, True, token, _tracker.address(), self._pin)
 
 
