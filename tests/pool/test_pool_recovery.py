@@ -1,4 +1,4 @@
-"""Worker replacement under ``fork``: the fork helper that forks replacements, and spares.
+"""Worker replacement under ``fork``: the fork helper that forks replacements.
 
 (Crash semantics themselves are in ``test_pool_crash.py``; the leak guard checks that the
 helper and every worker it forked are gone after each test.)
@@ -110,17 +110,3 @@ def test_a_killed_helper_is_replaced_and_its_workers_are_lost_like_crashes() -> 
     finally:
         os.close(r)
         os.close(w)
-
-
-def test_spares_follow_the_loss_rate() -> None:
-    with procly.get_context("fork").Pool(2) as pool:
-        engine = _engine(pool)
-        handles = [pool.apply_async(die_kill if i % 40 == 39 else own_pid) for i in range(400)]
-        lost = 0
-        for h in handles:
-            try:
-                h.get(60)
-            except WorkerCrashedError:
-                lost += 1
-        assert lost == 10
-        assert 1 <= engine._spares_wanted <= 2

@@ -147,8 +147,6 @@ class Engine(Recovery):
         self._cancel_queued = False
         self._want_spare = False  # dispatcher thread only (see _recovery)
         self._insights = InsightsLog() if options.insights else None
-        self._spares_wanted = 0  # dispatcher thread only (see _recovery)
-        self._replacement: WorkerSlot | None = None  # dispatcher thread only (see _recovery)
         self._helper_failed = False  # dispatcher thread only (see _recovery)
         # The dispatcher thread starts first and waits at the gate while the workers are
         # started: Thread.start() waits until the new thread runs, which is quick on an

@@ -14,11 +14,11 @@ Split from :mod:`._dispatcher` for size; :class:`Recovery` is a mixin of
 * under ``fork``, replacements are forked by a fork helper (:mod:`._launcher`), started
   at the first loss, rather than by this process (whose every fork cost the dispatcher
   thread the fork and then copy-on-write faults);
-* under ``fork``, once a worker has been lost the pool keeps a started *spare*: the next
-  loss promotes it at once (no start-up latency while work waits), and the new spare is
-  requested only after the dispatcher has handed out work again; when a loss finds the
-  previous replacement still starting, one more spare is kept ahead (up to one per
-  worker), so that pools losing workers quickly always have one ready;
+* under ``fork``, once a worker has been lost the pool keeps one started *spare*: the
+  next loss promotes it at once (no start-up latency while work waits), and the new spare
+  is requested only after the dispatcher has handed out work again (one spare, not one
+  per worker: with workers lost every 200 trivial tasks, a second spare measured slower,
+  its start competing with the workers for the CPU);
 * breaking (an initializer failed) fails every unfinished task with
   :class:`~procly.errors.BrokenProcessPool`; terminating fails them with
   :class:`~procly.errors.PoolClosedError`.
@@ -63,8 +63,6 @@ class Recovery:
     _startup_failures: int
     _shutdown_sent: bool
     _want_spare: bool
-    _spares_wanted: int
-    _replacement: WorkerSlot | None
     _helper_failed: bool
     _poller: select.poll
     _fdmap: dict[int, tuple[int, WorkerSlot | None]]
@@ -150,14 +148,7 @@ class Recovery:
         if self.options.start_method == "fork" and not self._shutdown_sent:
             self._ensure_helper()
             self._want_spare = True  # started by the dispatcher after its next hand-out
-            last = self._replacement
-            if last is not None and last.inflight and not last.completed and not last.dead:
-                # the previous replacement has not started yet: losses come faster than a
-                # worker starts, so keep one more spare starting ahead (up to one per worker)
-                self._spares_wanted = min(self._spares_wanted + 1, self.options.processes)
-            self._spares_wanted = max(self._spares_wanted, 1)
-            self._replacement = self._sup.promote()
-            if self._replacement is not None:
+            if self._sup.promote() is not None:
                 return  # the spare is watched already
         try:
             slot = self._sup.spawn()
@@ -166,7 +157,6 @@ class Recovery:
             err.__cause__ = exc
             self._break(err)
             return
-        self._replacement = slot
         self._watch(slot)
 
     def _ensure_helper(self) -> None:
@@ -224,14 +214,13 @@ class Recovery:
     def _start_spare(self) -> None:
         """Fork the spare that :meth:`_replace` asked for (dispatcher loop, after sending)."""
         self._want_spare = False
-        if self._shutdown_sent or self._broken is not None:
+        if self._sup.spares or self._shutdown_sent or self._broken is not None:
             return
-        while len(self._sup.spares) < self._spares_wanted:
-            try:
-                spare = self._sup.spawn(spare=True)
-            except Exception:  # an optimisation only: the pool works without it
-                return
-            self._watch(spare)
+        try:
+            spare = self._sup.spawn(spare=True)
+        except Exception:  # an optimisation only: the pool works without it
+            return
+        self._watch(spare)
 
     def _kill(self, slot: WorkerSlot, task: Task, *, timed_out: bool) -> None:
         """Kill *slot*'s worker because its running *task* timed out or was cancelled."""
