@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 import procly
+from _support.subproc import process_gone, run_in_subprocess
 from procly.errors import TaskTimeoutError, WorkerCrashedError
 
 #: Read by tasks: the parent changes it after the pool started (see the snapshot test).
@@ -110,3 +111,30 @@ def test_a_killed_helper_is_replaced_and_its_workers_are_lost_like_crashes() -> 
     finally:
         os.close(r)
         os.close(w)
+
+
+def test_helper_and_its_workers_die_at_interpreter_exit() -> None:
+    result = run_in_subprocess(
+        """
+        import os, signal, procly
+        def die():
+            os.kill(os.getpid(), signal.SIGKILL)
+        pool = procly.get_context("fork").Pool(2)
+        try:
+            pool.apply(die)
+        except procly.WorkerCrashedError:
+            pass
+        print(pool.apply(abs, (-3,)), flush=True)
+        engine = pool._engine
+        pids = [engine._sup.helper._proc.pid] + [s.proc.pid for s in engine._sup.workers()]
+        print("PIDS", *pids, flush=True)
+        """,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    pids = [int(p) for p in result.stdout.split("PIDS")[1].split()]
+    assert len(pids) >= 3  # the helper, a worker it forked, the first worker (and a spare)
+    deadline = time.monotonic() + 10
+    while not all(process_gone(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert all(process_gone(p) for p in pids)
