@@ -155,6 +155,35 @@ def test_cancel_pending_and_finished(start_method: str) -> None:
         assert ex.submit(square, 5).result(30) == 25
 
 
+def test_result_waiter_wakes_on_cancel_and_times_out(start_method: str) -> None:
+    # result() waits with the engine's shared waiter: a cancel from another thread (not a
+    # completion by the dispatcher) must wake it, and its timeout must hold.
+    with ProcessPoolExecutor(1, mp_context=procly.get_context(start_method)) as ex:
+        blocker = ex.submit(sleep_forever)
+        queued = ex.submit(square, 3)
+        with pytest.raises(cf.TimeoutError):
+            queued.result(timeout=0.1)
+        got: list[str] = []
+
+        def wait() -> None:
+            try:
+                queued.result(timeout=60)
+            except cf.CancelledError:
+                got.append("cancelled")
+
+        thread = threading.Thread(target=wait)
+        thread.start()
+        waiter = ex._engine.waiter  # type: ignore[union-attr]
+        deadline = time.monotonic() + 30
+        while not waiter.waiters and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert waiter.waiters
+        assert queued.cancel()
+        thread.join(30)
+        assert got == ["cancelled"]
+        assert blocker.cancel()
+
+
 def test_crash_fails_only_its_future(executor: ProcessPoolExecutor) -> None:
     futs = [executor.submit(square, i) for i in range(10)]
     bad = executor.submit(die, 5)

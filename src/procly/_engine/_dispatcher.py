@@ -708,10 +708,7 @@ class Engine(Recovery):
         self._delivered_at = None
         if self._delivered:
             self._delivered = False
-            waiter = self.waiter
-            if waiter.waiters:
-                with waiter.cond:
-                    waiter.cond.notify_all()
+            self.waiter.notify()
 
     def _finish(self, task: Task, ok: bool, value: Any) -> None:
         self._finished += 1

@@ -54,6 +54,12 @@ class ResultWaiter:
                 self.waiters -= 1
         return ready()
 
+    def notify(self) -> None:
+        """Wake every waiter (after setting the flags they wait for)."""
+        if self.waiters:
+            with self.cond:
+                self.cond.notify_all()
+
 
 def report_sink_error() -> None:
     """A callback raised: print it like an unhandled thread exception, keep serving."""

@@ -48,6 +48,7 @@ T = TypeVar("T")
 #: Serializes making a future's condition with the dispatcher's lock-free completion
 #: (see :class:`EngineFuture`); a lock constant, never reassigned.
 _MAKE_CONDITION = threading.Lock()
+_SETTLED = frozenset({"FINISHED", "CANCELLED", "CANCELLED_AND_NOTIFIED"})
 
 
 class EngineFuture(cf.Future[T]):
@@ -60,6 +61,9 @@ class EngineFuture(cf.Future[T]):
     ``_MAKE_CONDITION`` and seeing none made, and every waiter, watcher and ``cancel``
     goes through the condition, which is made under that same lock; so either the waiter
     finds the state already final, or the dispatcher finds the condition and notifies.
+    :meth:`result` is the exception: it waits with the engine's shared
+    :class:`~procly._engine._waiter.ResultWaiter`, which the dispatcher notifies after every
+    round that completed a future, and :meth:`cancel` notifies too.
     """
 
     _engine: Engine | None = None
@@ -88,16 +92,27 @@ class EngineFuture(cf.Future[T]):
     def _condition(self, cond: threading.Condition) -> None:
         self._cond = cond
 
+    def _settled(self) -> bool:
+        return self._state in _SETTLED
+
     def result(self, timeout: float | None = None) -> T:
-        if self._state == "FINISHED":  # final: read without the condition
-            exc = self._exception
-            if exc is None:
-                return self._result  # type: ignore[no-any-return]
-            try:
-                raise exc
-            finally:
-                del exc  # no reference cycle through the traceback
-        return super().result(timeout)
+        if self._state != "FINISHED":
+            engine = self._engine
+            if engine is None:
+                return super().result(timeout)
+            # Wait with the engine's shared waiter rather than a condition of our own: the
+            # dispatcher wakes it once per burst of results instead of once per future.
+            if not engine.waiter.wait_for(self._settled, timeout):
+                raise cf.TimeoutError()
+            if self._state != "FINISHED":
+                return super().result(0)  # cancelled: raises CancelledError
+        exc = self._exception  # final: read without the condition
+        if exc is None:
+            return self._result  # type: ignore[no-any-return]
+        try:
+            raise exc
+        finally:
+            del exc  # no reference cycle through the traceback
 
     # sink protocol (dispatcher thread)
     def task_started(self, task: Task) -> bool:
@@ -131,7 +146,10 @@ class EngineFuture(cf.Future[T]):
 
     def cancel_queued(self, task: Task) -> bool:
         """Engine hook for ``shutdown(cancel_futures=True)``: cancel if not started."""
-        return cf.Future.cancel(self)
+        cancelled = cf.Future.cancel(self)
+        if cancelled and self._engine is not None:
+            self._engine.waiter.notify()  # result() waits there
+        return cancelled
 
     def cancel(self) -> bool:
         """Cancel the call; unlike the standard library, a *running* call is stopped too
@@ -143,8 +161,11 @@ class EngineFuture(cf.Future[T]):
             else:
                 running = False
             cancelled = super().cancel()
-        if cancelled and running and self._engine is not None and self._task is not None:
-            self._engine.cancel(self._task)
+        engine = self._engine
+        if cancelled and engine is not None:
+            engine.waiter.notify()  # result() waits there
+            if running and self._task is not None:
+                engine.cancel(self._task)
         return cancelled
 
 
@@ -238,9 +259,8 @@ class ProcessPoolExecutor(cf.Executor):
         if engine.broken is not None:
             raise engine.closed_error()
         fut: EngineFuture[T] = EngineFuture()
-        task = Task(fn, args, kwargs or None, fut, mode=MODE_CALL, timeout=timeout)
         fut._engine = engine
-        fut._task = task
+        fut._task = task = Task(fn, args, kwargs or None, fut, MODE_CALL, timeout)
         try:
             engine.submit_one(task)
         except PoolClosedError:
