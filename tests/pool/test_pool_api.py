@@ -82,6 +82,17 @@ def test_map_starmap_imap(pool: Pool) -> None:
     assert pool.starmap_async(add, [(1, 1)]).get(30) == [2]
 
 
+def test_map_slices_ranges_and_tuples(pool: Pool) -> None:
+    # ranges, lists and tuples are chunked by slicing (a range's chunks travel as ranges)
+    assert pool.map(square, range(3, 1000, 7), chunksize=10) == [x * x for x in range(3, 1000, 7)]
+    assert pool.map(square, range(10, 0, -3)) == [100, 49, 16, 1]
+    assert pool.map(square, tuple(range(25)), chunksize=4) == [x * x for x in range(25)]
+    assert pool.starmap(add, ((1, 2), (3, 4), (5, 6)), chunksize=2) == [3, 7, 11]
+    with pytest.raises(ValueError) as info:
+        pool.map(fail, range(5, 10), chunksize=5)
+    assert "mapped over a chunk of 5 items, first [5, 6, 7]" in str(info.value.__cause__)
+
+
 def test_lambdas_and_closures_run(pool: Pool) -> None:
     k = 10
     assert pool.apply(lambda x: x + k, (1,)) == 11

@@ -447,10 +447,14 @@ class Engine(Recovery):
 
     # -- sending ---------------------------------------------------------------------------
     def _limit(self) -> int:
+        """Tasks a worker may hold: about :data:`_TARGET_QUEUE_S` of work at the measured
+        cost per item, counted in tasks the size of the next one (a map's chunk holds many
+        items), and at least 2 so that a worker never waits for its next task."""
         avg = self._avg
         if avg is None:
             return 2
-        return max(2, min(_MAX_PER_WORKER, int(_TARGET_QUEUE_S / max(avg, 1e-7))))
+        per_task = avg * self._queue[0].size
+        return max(2, min(_MAX_PER_WORKER, int(_TARGET_QUEUE_S / max(per_task, 1e-7))))
 
     def _dispatch(self) -> None:
         # A kill while sending (a cancelled head) requeues tasks and starts a new worker
@@ -470,6 +474,8 @@ class Engine(Recovery):
         if not slots:
             return False
         slots.sort(key=lambda s: len(s.inflight))
+        if queue[0].size > 1:
+            return self._deal_chunks(slots, limit)
         share = -(-len(queue) // len(slots))
         for slot in slots:
             if not queue:
@@ -483,6 +489,25 @@ class Engine(Recovery):
             batch = [queue.popleft() for _ in range(n)]
             self._send_batch(slot, batch)
         return True
+
+    def _deal_chunks(self, slots: list[WorkerSlot], limit: int) -> bool:
+        """Hand out the chunks of a map one per frame, round-robin: each worker starts on
+        its first chunk while the next ones are still being pickled, and with few chunks
+        per worker the faster one takes the rest (as with the standard library's shared
+        queue).  True if something was sent."""
+        queue = self._queue
+        sent = False
+        dealt = True
+        while dealt:
+            dealt = False
+            for slot in slots:
+                if not queue:
+                    return True
+                if slot.dead or len(slot.inflight) >= limit or slot.tasks_left == 0:
+                    continue
+                self._send_batch(slot, [queue.popleft()])
+                dealt = sent = True
+        return sent
 
     def _send_batch(self, slot: WorkerSlot, batch: list[Task]) -> None:
         functions: list[bytes] = []

@@ -253,7 +253,8 @@ def _context(fn: Any, mode: int, payload: Any, buffers: Any, state: Any = None) 
     if mode == MODE_CALL_KW:
         args = (*args[0], *(f"{k}={v!r}" for k, v in args[1].items()))
     elif mode != MODE_CALL:
-        return describe_call(fn, args[:3], f"mapped over a chunk of {len(args)} items, first")
+        first = list(args[:3])  # (a chunk may be a slice of a tuple or a range)
+        return describe_call(fn, first, f"mapped over a chunk of {len(args)} items, first")
     return describe_call(fn, args)
 
 

@@ -21,9 +21,8 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable, Iterable, Mapping
-from itertools import islice
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, cast
 
 from .._engine._chunking import default_map_chunksize
 from .._engine._dispatcher import Engine
@@ -56,9 +55,13 @@ def _check_chunksize(chunksize: int | None) -> int | None:
     return chunksize
 
 
-def _chunks(items: list[Any], size: int) -> list[list[Any]]:
-    it = iter(items)
-    return [chunk for chunk in iter(lambda: list(islice(it, size)), [])]
+#: Inputs that ``map`` slices into chunks as they are, without a copy into a list first (a
+#: range's chunks are ranges: a few bytes to pickle instead of thousands of ints).
+_SLICEABLE = (list, tuple, range)
+
+
+def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 class Pool:
@@ -221,7 +224,7 @@ class Pool:
     ) -> MapResult:
         engine = self._running_engine()
         chunksize = _check_chunksize(chunksize)
-        items = iterable if isinstance(iterable, list) else list(iterable)
+        items = cast("Sequence[Any]", iterable) if type(iterable) in _SLICEABLE else list(iterable)
         if chunksize is None:
             chunksize = default_map_chunksize(len(items), self._processes)
         chunks = _chunks(items, chunksize)
