@@ -31,6 +31,7 @@ __all__ = (
     "FrameWriter",
     "channel_pair",
     "send_frame",
+    "write_frame",
 )
 
 _HEADER = struct.Struct("<Q")
@@ -132,6 +133,15 @@ def send_frame(
         _sendmsg_all(sock, [memoryview(_HEADER.pack(len(payload))), memoryview(payload)])
 
 
+def write_frame(fd: int, payload: bytes) -> None:
+    """Blocking send of one frame without out-of-band buffers through the raw descriptor
+    (the worker's hot path: one ``write``, no socket-object overhead)."""
+    frame = _HEADER.pack(len(payload)) + payload
+    sent = os.write(fd, frame)
+    while sent < len(frame):  # only after a signal interrupted a large write
+        sent += os.write(fd, memoryview(frame)[sent:])
+
+
 #: A received frame: the bytes, or ``(stream, buffers)`` when it carried out-of-band buffers.
 Frame = bytes | bytearray | tuple[bytearray, list[bytearray]]
 
@@ -195,8 +205,17 @@ class FrameReader:
         pos = 0
         end = len(buf)
         frames = self.frames
+        unpack = _HEADER.unpack_from
         while end - pos >= _HLEN:
-            (word,) = _HEADER.unpack_from(buf, pos)
+            (word,) = unpack(buf, pos)
+            if word < _BIG:  # a small frame without buffers (the hot path: one result)
+                start = pos + _HLEN
+                stop = start + word
+                if stop > end:
+                    break
+                frames.append(buf[start:stop])
+                pos = stop
+                continue
             oob = bool(word & _OOB_FLAG)
             length = word & ~_OOB_FLAG
             if length > MAX_FRAME:

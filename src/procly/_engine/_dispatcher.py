@@ -674,8 +674,14 @@ class Engine(Recovery):
                 avg = d if avg is None else avg * 0.9 + d * 0.1
                 if task.cancelled:
                     self._finished += 1
-                elif msg[1]:
-                    self._finish(task, True, msg[2])
+                elif msg[1]:  # self._finish(task, True, msg[2]), inlined
+                    self._finished += 1
+                    self._delivered = True
+                    task.wire = None
+                    try:
+                        task.sink.task_done(task, True, msg[2])
+                    except BaseException:
+                        report_sink_error()
                 else:
                     self._finish(task, False, msg[2].rebuild())
                 if head is not None and head.cancelled:

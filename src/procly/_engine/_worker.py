@@ -44,7 +44,7 @@ from itertools import starmap
 from typing import Any
 
 from .._serial import _pickler
-from ._channel import ChannelEnd, FrameReader, send_frame
+from ._channel import ChannelEnd, FrameReader, send_frame, write_frame
 from ._insights import WorkerInsights
 from ._messages import (
     MODE_ARGS,
@@ -331,6 +331,38 @@ def warn_exit_hook_failed(failure: ExitHookFailed) -> None:
         print(f"procly: {text}", file=sys.stderr, flush=True)
 
 
+def _run_plain_batch(
+    sock: Any,
+    fn: Callable[..., Any],
+    task_ids: tuple[int, ...],
+    payloads: tuple[Any, ...],
+    state: Any,
+) -> None:
+    """:func:`_serve`'s loop for the hot path of ``apply_async``/``submit``: one function
+    (already unpickled), inline atom arguments (:data:`MODE_ARGS`), no insights, no
+    ``max_tasks_per_child``.  The same results, sent the same way (one frame per task as
+    soon as it ends), without the per-task work that only those features need."""
+    clock = time.perf_counter
+    fd = sock.fileno()
+    plain = _PLAIN
+    dumps = _dumps
+    protocol = _PROTOCOL
+    for task_id, args in zip(task_ids, payloads, strict=True):
+        t0 = clock()
+        try:
+            value = fn(*args)
+        except BaseException as exc:
+            context = _context(fn, MODE_ARGS, args, (), state)
+            _send(sock, ResultItem(task_id, False, capture(exc, context), clock() - t0))
+            continue
+        duration = clock() - t0
+        if type(value) in plain:
+            write_frame(fd, dumps((task_id, True, value, duration), protocol))
+        else:
+            _send(sock, ResultItem(task_id, True, value, duration))
+        value = None  # free a large result before the next call
+
+
 def _serve(sock: Any, setup: WorkerSetup) -> None:
     state: dict[str, Any] | None = {} if setup.worker_state else None
     if setup.initializer is not None:
@@ -372,6 +404,16 @@ def _serve(sock: Any, setup: WorkerSetup) -> None:
         if not isinstance(msg, TaskBatch):  # pragma: no cover - protocol error
             raise TypeError(f"unexpected message {msg!r}")
         blobs = msg.functions
+        if (
+            stats is None
+            and remaining is None
+            and len(blobs) == 1
+            and not msg.nbuffers
+            and msg.modes.count(MODE_ARGS) == len(msg.modes)
+            and blobs[0] in functions
+        ):
+            _run_plain_batch(sock, functions[blobs[0]], msg.task_ids, msg.payloads, state)
+            continue
         fns: list[Callable[..., Any] | BaseException | None] = [None] * len(blobs)
         modes = msg.modes
         payloads = msg.payloads
