@@ -69,14 +69,39 @@ class EngineFuture(cf.Future[T]):
     _engine: Engine | None = None
     _task: Task | None = None
     _cond: threading.Condition | None = None
+    # cf.Future.__init__'s fields as class defaults (see the class docstring), its two
+    # lists made on first use: a submit sets none of them
+    _state = "PENDING"
+    _result: Any = None
+    _exception: BaseException | None = None
+    _waiter_list: list[Any] | None = None
+    _callback_list: list[Any] | None = None
 
     def __init__(self) -> None:
-        # cf.Future.__init__ without the condition (see the class docstring)
-        self._state = "PENDING"
-        self._result: Any = None
-        self._exception: BaseException | None = None
-        self._waiters: list[Any] = []
-        self._done_callbacks: list[Any] = []
+        pass  # not cf.Future.__init__: its fields are the class defaults above
+
+    # (the lists are only used under the condition, or once the state is final)
+    @property
+    def _waiters(self) -> list[Any]:
+        waiters = self._waiter_list
+        if waiters is None:
+            waiters = self._waiter_list = []
+        return waiters
+
+    @_waiters.setter
+    def _waiters(self, waiters: list[Any]) -> None:
+        self._waiter_list = waiters
+
+    @property
+    def _done_callbacks(self) -> list[Any]:
+        callbacks = self._callback_list
+        if callbacks is None:
+            callbacks = self._callback_list = []
+        return callbacks
+
+    @_done_callbacks.setter
+    def _done_callbacks(self, callbacks: list[Any]) -> None:
+        self._callback_list = callbacks
 
     @property  # type: ignore[override]
     def _condition(self) -> threading.Condition:
