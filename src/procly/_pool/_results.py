@@ -32,6 +32,13 @@ class ApplyResult(Generic[T]):
 
     __module__ = "procly.pool"
 
+    # Class-level defaults: an apply_async sets only what differs (a hot path).
+    _ready = False
+    _ok = False
+    _value: Any = None
+    _callback: Callable[[Any], object] | None = None
+    _error_callback: Callable[[BaseException], object] | None = None
+
     def __init__(
         self,
         waiter: ResultWaiter,
@@ -39,11 +46,10 @@ class ApplyResult(Generic[T]):
         error_callback: Callable[[BaseException], object] | None = None,
     ) -> None:
         self._waiter = waiter
-        self._ready = False
-        self._callback = callback
-        self._error_callback = error_callback
-        self._ok = False
-        self._value: Any = None
+        if callback is not None:
+            self._callback = callback
+        if error_callback is not None:
+            self._error_callback = error_callback
 
     # sink
     def task_started(self, task: Task) -> bool:
