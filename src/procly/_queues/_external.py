@@ -62,8 +62,6 @@ __all__ = ("Opened", "layout_size", "load", "open_segment", "unlink", "unlink_pa
 ALIGN = 64
 #: Largest single write(2) Linux performs.
 _MAX_WRITE = 0x7FFFF000
-#: Bytes written between two looks for a spare segment (see :func:`write`'s *stop*).
-_CHUNK = 4 << 20
 
 
 def _path(name: str) -> str:
@@ -90,24 +88,19 @@ def forget(name: str, *, use: bool = False, token: str | None = None) -> None:
             _tracker.release("shm", name, lazy=True)
 
 
-def _write_all(fd: int, pieces: list[Any], stop: Callable[[], bool] | None = None) -> bool:
-    """Write *pieces* back to back from offset 0; False if *stop* (asked between chunks of
-    :data:`_CHUNK` bytes) said to give up first."""
+def _write_all(fd: int, pieces: list[Any]) -> None:
     views = [memoryview(p).cast("B") for p in pieces if len(p)]
-    limit = _MAX_WRITE if stop is None else _CHUNK
     offset = 0
     while views:
-        if offset and stop is not None and stop():
-            return False
         batch: list[memoryview] = []
         total = 0
         for v in views:  # stay under the per-call byte and iovec limits
-            if len(batch) >= 512 or total + v.nbytes > limit:
+            if len(batch) >= 512 or total + v.nbytes > _MAX_WRITE:
                 break
             batch.append(v)
             total += v.nbytes
         if not batch:  # one piece bigger than a write can take
-            batch, total = [views[0][:limit]], limit
+            batch, total = [views[0][:_MAX_WRITE]], _MAX_WRITE
         written = os.pwritev(fd, batch, offset)
         offset += written
         while written:  # drop what was written, keep the rest
@@ -118,7 +111,6 @@ def _write_all(fd: int, pieces: list[Any], stop: Callable[[], bool] | None = Non
             else:
                 views[0] = head[written:]
                 written = 0
-    return True
 
 
 def layout_size(stream: bytes, buffers: Sequence[memoryview]) -> int:
@@ -130,23 +122,14 @@ def layout_size(stream: bytes, buffers: Sequence[memoryview]) -> int:
 
 
 def write(
-    name: str,
-    stream: bytes,
-    buffers: Sequence[memoryview],
-    capacity: int | None = None,
-    token: str = "",
-    stop: Callable[[], bool] | None = None,
-) -> bytes | None:
+    name: str, stream: bytes, buffers: Sequence[memoryview], capacity: int | None = None, token: str = ""
+) -> bytes:
     """Fill segment *name* with *stream* and *buffers*; return the descriptor payload
     (which carries the tracker hold *token* to its receiver).
 
     With *capacity* None the segment is created; otherwise it is an existing (spare)
     segment of that many bytes, refilled in place.  Raises :class:`OSError` (``ENOSPC``
     when ``/dev/shm`` is full); the segment is then unlinked.
-
-    *stop* is asked between chunks; if it says so, writing stops and None is returned:
-    the segment stays, partly written (a fresh tmpfs page costs about 1.7 times a reused
-    one, so a producer switches to a spare that came back while it filled a fresh one).
     """
     pieces: list[Any] = [stream]
     spans: list[tuple[int, int]] = []
@@ -167,8 +150,7 @@ def write(
     except posix_ipc.ExistentialError as exc:
         raise FileExistsError(f"big-item segment {name!r}: {exc}") from None
     try:
-        if not _write_all(shm.fd, pieces, stop):
-            return None
+        _write_all(shm.fd, pieces)
     except BaseException:
         unlink(name)
         raise

@@ -144,8 +144,7 @@ class _RingQueue:
         :mod:`._external` for the tracker protocol.
         """
         ring = self._ring
-        need = _external.layout_size(stream, buffers)
-        spare = ring.take_spare(need)
+        spare = ring.take_spare(_external.layout_size(stream, buffers))
         if spare is not None:
             filled = self._refill(spare, stream, buffers)
             if filled is not None:
@@ -157,19 +156,7 @@ class _RingQueue:
         token = _tracker.hold("shm", name, parent=ring.name)
         slot = ring.add_pending(name)
         try:
-            # A received item's segment often comes back (spare) while we fill a fresh one:
-            # refilling it is cheaper than finishing the fresh one, which is parked as a
-            # spare instead (it is mostly allocated already: the next big put reuses it).
-            payload = _external.write(name, stream, buffers, None, token, functools.partial(ring.spare_fits, need))
-            if payload is None:
-                spare = ring.take_spare(need)
-                filled = None if spare is None else self._refill(spare, stream, buffers)
-                if filled is not None:
-                    ring.park(name, need, slot, token)
-                    return filled
-                payload = _external.write(name, stream, buffers, need, token)
-            assert payload is not None
-            return name, slot, payload, token
+            return name, slot, _external.write(name, stream, buffers, None, token), token
         except BaseException:
             ring.release_pending(slot)
             _external.forget(name, use=True, token=token)
@@ -192,7 +179,6 @@ class _RingQueue:
             ring.release_pending(slot)
             _external.forget(name, token=token)
             raise
-        assert payload is not None
         return name, slot, payload, token
 
     def _take_big(self, payload: memoryview) -> _external.Opened | None:

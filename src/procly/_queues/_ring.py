@@ -401,19 +401,6 @@ class Ring(RingBase):
         finally:
             _unlock_c(self._mfast)
 
-    def spare_fits(self, need: int) -> bool:
-        """Whether :meth:`take_spare` would now find a spare for *need* bytes (a lock-free hint)."""
-        return self._table.spare_fits(need)
-
-    def park(self, name: str, capacity: int, slot: int, token: str) -> None:
-        """Keep segment *name*, which this process created and no longer needs (*slot*: its
-        pending entry), as a spare held by the tracker hold *token*; or unlink it."""
-        self._acquire()
-        try:
-            self._give_back_locked((name, capacity, slot, _segments.fork_generation(), token))
-        finally:
-            _unlock_c(self._mfast)
-
     def give_back(self, name: str, capacity: int, slot: int, generation: int) -> None:
         """A received big item was garbage-collected: recycle or unlink its segment.
 

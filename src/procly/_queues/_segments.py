@@ -136,15 +136,6 @@ class SegmentTable:
         _U64.pack_into(self._mm, off, 0)
         return name, best_cap, token
 
-    def spare_fits(self, need: int) -> bool:
-        """Whether a spare would suit *need* bytes (as :meth:`take_spare` chooses); a hint
-        that may be read without the lock (each word is read whole)."""
-        for slot in range(SPARE_SLOTS):
-            cap = _U64.unpack_from(self._mm, SPARE_OFF + slot * _ENTRY)[0]
-            if cap and need <= cap <= 4 * need:
-                return True
-        return False
-
     def put_spare(self, name: str, capacity: int, token: str) -> bool:
         """Keep segment *name* for reuse, kept alive by the tracker hold *token*; False (the
         caller unlinks it) if the table is full or the name and token do not fit."""
