@@ -51,6 +51,25 @@ _MAKE_CONDITION = threading.Lock()
 _SETTLED = frozenset({"FINISHED", "CANCELLED", "CANCELLED_AND_NOTIFIED"})
 
 
+class _ListOnUse:
+    """A list attribute made on first use (a future's waiter and callback lists: they are
+    only used under its condition, or once its state is final)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._key = f"{name}_made"
+
+    def __get__(self, obj: object, owner: type | None = None) -> list[Any]:
+        if obj is None:
+            return []  # read on the class itself
+        made: list[Any] | None = obj.__dict__.get(self._key)
+        if made is None:
+            made = obj.__dict__[self._key] = []
+        return made
+
+    def __set__(self, obj: object, value: list[Any]) -> None:
+        obj.__dict__[self._key] = value
+
+
 class EngineFuture(cf.Future[T]):
     """A :class:`concurrent.futures.Future` whose :meth:`cancel` can stop a running task.
 
@@ -74,34 +93,11 @@ class EngineFuture(cf.Future[T]):
     _state = "PENDING"
     _result: Any = None
     _exception: BaseException | None = None
-    _waiter_list: list[Any] | None = None
-    _callback_list: list[Any] | None = None
+    _waiters = _ListOnUse()
+    _done_callbacks = _ListOnUse()
 
     def __init__(self) -> None:
         pass  # not cf.Future.__init__: its fields are the class defaults above
-
-    # (the lists are only used under the condition, or once the state is final)
-    @property
-    def _waiters(self) -> list[Any]:
-        waiters = self._waiter_list
-        if waiters is None:
-            waiters = self._waiter_list = []
-        return waiters
-
-    @_waiters.setter
-    def _waiters(self, waiters: list[Any]) -> None:
-        self._waiter_list = waiters
-
-    @property
-    def _done_callbacks(self) -> list[Any]:
-        callbacks = self._callback_list
-        if callbacks is None:
-            callbacks = self._callback_list = []
-        return callbacks
-
-    @_done_callbacks.setter
-    def _done_callbacks(self, callbacks: list[Any]) -> None:
-        self._callback_list = callbacks
 
     @property  # type: ignore[override]
     def _condition(self) -> threading.Condition:
