@@ -10,8 +10,10 @@ things are:
   logic, unit-tested with a fake launcher and clock); :mod:`._launcher` -- workers as procly
   processes of the pool's context;
 * :mod:`._worker` -- the worker process's loop; :mod:`._messages` -- the wire types;
-  :mod:`._channel` -- per-worker socketpair framing, with large buffers (NumPy arrays) sent
-  out-of-band by scatter-gather and received into their own buffers;
+  :mod:`._channel` -- per-worker socketpair framing, with out-of-band buffers (NumPy
+  arrays) sent by scatter-gather, and big ones copied once into memfd segments whose
+  descriptors travel with the frame (:mod:`._bigbuf`: received without a copy, reused
+  once released, nothing to leak);
 * :mod:`._remote_tb` -- exceptions cross back as their own type with the remote traceback;
 * :mod:`._lazy` and :mod:`._chunking` -- lazy maps with backpressure and adaptive chunks;
 * :mod:`._tasks`, :mod:`._options`, :mod:`._waiter` -- task records and the sink protocol,

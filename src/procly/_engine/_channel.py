@@ -7,6 +7,14 @@ outgoing buffer (a blocking write to a worker that is itself blocked writing res
 would deadlock).  Both ends use the same framing: an 8-byte little-endian length, then a
 pickle.
 
+Big out-of-band buffers (NumPy arrays of :data:`._bigbuf.THRESHOLD` bytes or more) do not
+cross the socket: the sender copies each into a memfd segment (see :mod:`._bigbuf`, where
+the data flow is drawn) and the frame carries a small record in its place, with the
+segment's descriptor in ``SCM_RIGHTS`` ancillary data on the first bytes of the frame.
+The reader therefore receives with ``recvmsg`` and keeps the descriptors that arrive in
+order; a frame consumes one for each buffer whose length word has
+:data:`._bigbuf.REF_FLAG` set.
+
 The worker's end crosses into the child as a :class:`ChannelEnd`, which pickles through
 :func:`procly._serial._fdpass.reduce_fd`: under spawn and forkserver the launcher carries
 the descriptor; under fork it is simply inherited.
@@ -22,6 +30,7 @@ from collections import deque
 
 from .._errors import FrameError
 from .._serial._fdpass import reduce_fd
+from . import _bigbuf
 
 __all__ = (
     "MAX_FRAME",
@@ -45,6 +54,9 @@ MAX_FRAME = 1 << 40
 #: Frames larger than this are received straight into their own buffer.
 _BIG = 1 << 20
 _RECV = 1 << 18
+#: Ancillary space for the descriptors of one frame.
+_ANC = socket.CMSG_SPACE(_bigbuf.MAX_FDS * 4)
+_SIZE_MASK = ~_bigbuf.REF_FLAG
 
 
 class _FdRef:
@@ -93,12 +105,19 @@ def close_end(end: ChannelEnd) -> None:
         pass
 
 
-def _sendmsg_all(sock: socket.socket, parts: list[memoryview]) -> None:
-    """Blocking scatter-gather send of every byte of *parts* (no joining copies)."""
+def _rights(fds: list[int]) -> list[tuple[int, int, bytes]]:
+    return [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack(f"{len(fds)}i", *fds))]
+
+
+def _sendmsg_all(sock: socket.socket, parts: list[memoryview], fds: list[int] | None = None) -> None:
+    """Blocking scatter-gather send of every byte of *parts* (no joining copies); *fds*
+    go with the first bytes."""
     while parts and not len(parts[0]):
         parts.pop(0)
+    anc = _rights(fds) if fds else []
     while parts:
-        sent = sock.sendmsg(parts[:64])
+        sent = sock.sendmsg(parts[:64], anc)
+        anc = []
         while sent:
             head = parts[0]
             if sent >= len(head):
@@ -111,22 +130,23 @@ def _sendmsg_all(sock: socket.socket, parts: list[memoryview]) -> None:
             parts.pop(0)
 
 
-def _oob_header(stream_len: int, views: list[memoryview]) -> bytes:
+def _oob_header(stream_len: int, words: list[int]) -> bytes:
     return (
         _HEADER.pack(stream_len | _OOB_FLAG)
-        + _NBUF.pack(len(views))
-        + struct.pack(f"<{len(views)}Q", *(v.nbytes for v in views))
+        + _NBUF.pack(len(words))
+        + struct.pack(f"<{len(words)}Q", *words)
     )
 
 
 def send_frame(
     sock: socket.socket, payload: bytes, buffers: list[memoryview] | None = None
 ) -> None:
-    """Blocking send of one frame (worker side); *buffers* travel out-of-band, uncopied."""
+    """Blocking send of one frame (worker side); *buffers* travel out-of-band, uncopied
+    through the socket or copied once into shared segments (big ones, see :mod:`._bigbuf`)."""
     if buffers:
-        parts = [memoryview(_oob_header(len(payload), buffers)), memoryview(payload)]
-        parts.extend(memoryview(b).cast("B") for b in buffers)
-        _sendmsg_all(sock, parts)
+        views, words, fds = _bigbuf.outgoing(buffers, sock)
+        parts = [memoryview(_oob_header(len(payload), words)), memoryview(payload), *views]
+        _sendmsg_all(sock, parts, fds)
     elif len(payload) < 65536:
         sock.sendall(_HEADER.pack(len(payload)) + payload)
     else:
@@ -142,8 +162,9 @@ def write_frame(fd: int, payload: bytes) -> None:
         sent += os.write(fd, memoryview(frame)[sent:])
 
 
-#: A received frame: the bytes, or ``(stream, buffers)`` when it carried out-of-band buffers.
-Frame = bytes | bytearray | tuple[bytearray, list[bytearray]]
+#: A received frame: the bytes, or ``(stream, buffers)`` when it carried out-of-band buffers
+#: (a big buffer is a view into its shared segment).
+Frame = bytes | bytearray | tuple[bytearray, list[bytearray | memoryview]]
 
 
 class FrameReader:
@@ -156,7 +177,7 @@ class FrameReader:
     buffers.
     """
 
-    __slots__ = ("_buf", "_filled", "_oob", "_part", "_parts", "_sock", "frames")
+    __slots__ = ("_buf", "_fds", "_filled", "_oob", "_part", "_parts", "_refs", "_sock", "frames")
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
@@ -165,6 +186,10 @@ class FrameReader:
         self._part = 0
         self._filled = 0
         self._oob = False
+        #: Indices (among the buffers) of the current frame's shared-segment records.
+        self._refs: list[int] = []
+        #: Received descriptors of shared segments, in arrival order.
+        self._fds: deque[int] = deque()
         self.frames: deque[Frame] = deque()
 
     def pump(self) -> bool:
@@ -175,19 +200,40 @@ class FrameReader:
         parts = self._parts
         if parts is not None:
             target = parts[self._part]
-            n = self._sock.recv_into(memoryview(target)[self._filled :])
+            n, anc, flags, _ = self._sock.recvmsg_into([memoryview(target)[self._filled :]], _ANC)
+            if anc or flags & socket.MSG_CTRUNC:
+                self._take_fds(anc, flags)
             if n == 0:
                 return False
             self._filled += n
             self._advance()
             return True
-        data = self._sock.recv(_RECV)
+        data, anc, flags, _ = self._sock.recvmsg(_RECV, _ANC)
+        if anc or flags & socket.MSG_CTRUNC:
+            self._take_fds(anc, flags)
         if not data:
             return False
         buf = self._buf
         buf += data
         self._split()
         return True
+
+    def _take_fds(self, anc: list[tuple[int, int, bytes]], flags: int) -> None:
+        for level, kind, data in anc:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                self._fds.extend(struct.unpack(f"{len(data) // 4}i", data[: len(data) - len(data) % 4]))
+        if flags & socket.MSG_CTRUNC:
+            raise FrameError("shared-buffer descriptors were truncated in transit")
+
+    def _oob_frame(self, parts: list[bytearray]) -> Frame:
+        """The ``(stream, buffers)`` of a complete out-of-band frame, its shared-segment
+        records replaced by views of their segments."""
+        buffers: list[bytearray | memoryview] = list(parts[1:])
+        for index in self._refs:
+            if not self._fds:
+                raise FrameError("a frame names a shared buffer whose descriptor did not arrive")
+            buffers[index] = _bigbuf.borrow(parts[1 + index], self._fds.popleft())
+        return parts[0], buffers
 
     def _advance(self) -> None:
         """Move past filled parts; emit the frame once every part is complete."""
@@ -197,7 +243,7 @@ class FrameReader:
             self._part += 1
             self._filled = 0
         if self._part == len(parts):
-            self.frames.append((parts[0], parts[1:]) if self._oob else parts[0])
+            self.frames.append(self._oob_frame(parts) if self._oob else parts[0])
             self._parts = None
 
     def _split(self) -> None:
@@ -231,7 +277,9 @@ class FrameReader:
                 meta_end = start + _NBUF.size + 8 * count
                 if end < meta_end:
                     break
-                sizes = struct.unpack_from(f"<{count}Q", buf, start + _NBUF.size)
+                words = struct.unpack_from(f"<{count}Q", buf, start + _NBUF.size)
+                self._refs = [i for i, w in enumerate(words) if w & _bigbuf.REF_FLAG]
+                sizes = tuple(w & _SIZE_MASK for w in words) if self._refs else words
                 if sum(sizes) > MAX_FRAME:
                     raise FrameError("frame buffers exceed the size limit")
                 start = meta_end
@@ -266,7 +314,7 @@ class FrameReader:
                     self._part = len(parts)
                 pos = offset
                 if self._part == len(parts):
-                    frames.append((parts[0], parts[1:]) if oob else parts[0])
+                    frames.append(self._oob_frame(parts) if oob else parts[0])
                     self._parts = None
                     continue
             break
@@ -282,21 +330,39 @@ class FrameReader:
         return frames.popleft()
 
 
+class _Rights:
+    """A mark in a :class:`FrameWriter`'s queue: these descriptors go with the next byte."""
+
+    __slots__ = ("fds",)
+
+    def __init__(self, fds: list[int]) -> None:
+        self.fds = fds
+
+    def __len__(self) -> int:
+        return 1  # never counted as sent bytes: flush() stops at it
+
+
 class FrameWriter:
     """Non-blocking outgoing buffer of one socket (parent side)."""
 
-    __slots__ = ("_out", "_sock")
+    __slots__ = ("_marks", "_out", "_sock")
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
-        self._out: deque[memoryview] = deque()
+        self._out: deque[memoryview | _Rights] = deque()
+        self._marks = 0  # _Rights entries in _out
 
     def queue(self, payload: bytes, buffers: list[memoryview] | None = None) -> None:
-        """Append one frame; *buffers* are sent out-of-band, straight from their memory."""
+        """Append one frame; *buffers* are sent out-of-band, straight from their memory
+        (big ones copied once into shared segments, see :mod:`._bigbuf`)."""
         if buffers:
-            self._out.append(memoryview(_oob_header(len(payload), buffers)))
+            views, words, fds = _bigbuf.outgoing(buffers, self._sock)
+            if fds:
+                self._out.append(_Rights(fds))
+                self._marks += 1
+            self._out.append(memoryview(_oob_header(len(payload), words)))
             self._out.append(memoryview(payload))
-            self._out.extend(memoryview(b).cast("B") for b in buffers)
+            self._out.extend(views)
         else:
             self._out.append(memoryview(_HEADER.pack(len(payload))))
             self._out.append(memoryview(payload))
@@ -313,16 +379,43 @@ class FrameWriter:
         out = self._out
         sock = self._sock
         while out:
-            try:
-                sent = sock.sendmsg(list(itertools.islice(out, 64)))
-            except BlockingIOError:
-                return False
-            while out and (sent or not len(out[0])):
+            if self._marks:
+                try:
+                    sent = self._send_marked()
+                except BlockingIOError:
+                    return False
+            else:
+                try:
+                    sent = sock.sendmsg(list(itertools.islice(out, 64)))  # type: ignore[arg-type]
+                except BlockingIOError:
+                    return False
+            while out and (sent or not len(out[0])):  # a mark is never empty: it stops here
                 head = out[0]
                 if sent >= len(head):
                     sent -= len(head)
                     out.popleft()
                 else:
-                    out[0] = head[sent:]
+                    out[0] = head[sent:]  # type: ignore[index]  # (bytes stop before a mark)
                     sent = 0
         return True
+
+    def _send_marked(self) -> int:
+        """One ``sendmsg`` while descriptors are queued: from a mark, its descriptors go
+        with the bytes after it; the bytes stop before the next mark."""
+        out = self._out
+        anc: list[tuple[int, int, bytes]] = []
+        skip = 0
+        head = out[0]
+        if isinstance(head, _Rights):
+            anc = _rights(head.fds)
+            skip = 1
+        batch: list[memoryview] = []
+        for item in itertools.islice(out, skip, skip + 64):
+            if isinstance(item, _Rights):
+                break
+            batch.append(item)
+        sent = self._sock.sendmsg(batch, anc)
+        if skip:
+            out.popleft()
+            self._marks -= 1
+        return sent

@@ -462,13 +462,17 @@ def _serve(sock: Any, setup: WorkerSetup) -> None:
                 )
             else:
                 duration = clock() - t0
-                if stats is None and type(value) in _PLAIN:  # _send's hot path, inlined
-                    send_frame(sock, _dumps((task_id, True, value, duration), _PROTOCOL))
+                if stats is None and type(value) in _PLAIN:  # _send's hot path, inlined below
                     result = None
                 else:
                     result = ResultItem(task_id, True, value, duration)
+            if oob and offset == len(oob):
+                # The batch's last use of its buffers: release the shared segments they
+                # map *before* the result goes, so the parent can refill them at once.
+                frame = None
+                oob = bufs = []
             if result is None:
-                pass
+                send_frame(sock, _dumps((task_id, True, value, duration), _PROTOCOL))
             elif stats is None:
                 _send(sock, result)
             else:
