@@ -7,13 +7,14 @@ import ctypes
 import mmap
 import os
 import socket
+import struct
 import threading
 from collections.abc import Iterator
 
 import pytest
 
 from procly._engine import _bigbuf
-from procly._engine._channel import FrameReader, FrameWriter, send_frame
+from procly._engine._channel import FrameReader, FrameWriter, _oob_header, send_frame
 
 np = pytest.importorskip("numpy")
 
@@ -174,3 +175,18 @@ def test_the_threshold_keeps_smaller_buffers_in_the_socket(
     sender.join()
     assert not mapped(view) and len(view) == small.nbytes
     assert _bigbuf.LENDER.stats() == (0, 0)
+
+
+def test_descriptors_of_a_frame_cut_short_are_closed_with_its_reader(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    a, b = pair
+    fd = os.memfd_create("procly-bigbuf")
+    header = _oob_header(1, [_bigbuf.RECORD.size | _bigbuf.REF_FLAG])
+    a.sendmsg([header], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", fd))])
+    os.close(fd)
+    reader = FrameReader(b)
+    reader.pump()  # the header and the descriptor arrive; the stream and record never do
+    assert not reader.frames and memfds() == 1
+    del reader
+    assert memfds() == 0

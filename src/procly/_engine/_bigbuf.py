@@ -93,8 +93,8 @@ RECORD = struct.Struct("<QQ")
 #: Bit 63 of a buffer's length word: the part is a :data:`RECORD`, the bytes are in a segment.
 REF_FLAG = 1 << 63
 
-_HEADER = 64  # the data starts here (NumPy's preferred alignment); header: state, receiver pid
-_STATE = struct.Struct("<II")
+_HEADER = 64  # the data starts here (NumPy's preferred alignment); the header: a state word
+_STATE = struct.Struct("<I")
 _FREE, _LENT, _RETIRED = 0, 1, 2
 _PAGE = mmap.PAGESIZE
 
@@ -184,7 +184,7 @@ class Lender:
             self._sweep()
             seg = self._take_spare(need)
         if seg is not None:
-            _STATE.pack_into(seg.mm, 0, _LENT, 0)
+            _STATE.pack_into(seg.mm, 0, _LENT)
             seg.mm[_HEADER:need] = view
         else:
             seg = self._create(view, need)
@@ -203,7 +203,7 @@ class Lender:
             return None
         try:
             os.ftruncate(fd, size)
-            _write_all(fd, [_STATE.pack(_LENT, 0).ljust(_HEADER, b"\0"), view])
+            _write_all(fd, [_STATE.pack(_LENT).ljust(_HEADER, b"\0"), view])
             addr = _libc().map(fd, size)
         except OSError:  # ENOMEM/ENOSPC: the socket carries this one
             os.close(fd)
@@ -268,7 +268,7 @@ class Lender:
         for seg in (*self._spare, *self._lent):
             try:
                 seg.close()
-            except (OSError, ValueError):
+            except (OSError, ValueError, BufferError):
                 pass
         self._spare = []
         self._lent = []
@@ -328,9 +328,7 @@ def borrow(record: bytes | bytearray, fd: int) -> memoryview:
         addr = libc.map(fd, size)
     finally:
         os.close(fd)
-    pid = os.getpid()
-    libc.set_u32(addr + 4, pid)
     exporter = libc.exporter(addr + _HEADER, n)
     # not at exit: unmapping then could pull the pages from under objects still alive
-    weakref.finalize(exporter, _release, addr, size, pid, fork_generation()).atexit = False
+    weakref.finalize(exporter, _release, addr, size, os.getpid(), fork_generation()).atexit = False
     return _view(exporter)

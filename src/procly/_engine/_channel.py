@@ -177,7 +177,7 @@ class FrameReader:
     buffers.
     """
 
-    __slots__ = ("_buf", "_fds", "_filled", "_oob", "_part", "_parts", "_refs", "_sock", "frames")
+    __slots__ = ("_buf", "_fds", "_filled", "_oob", "_owner", "_part", "_parts", "_refs", "_sock", "frames")
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
@@ -190,7 +190,19 @@ class FrameReader:
         self._refs: list[int] = []
         #: Received descriptors of shared segments, in arrival order.
         self._fds: deque[int] = deque()
+        self._owner = os.getpid()
         self.frames: deque[Frame] = deque()
+
+    def __del__(self) -> None:
+        # Descriptors of a frame that never completed (its sender died mid-frame): closed
+        # here, or their segments' memory would live as long as this process.  Not in a
+        # forked child: the numbers may name other files there.
+        if self._fds and os.getpid() == self._owner:
+            for fd in self._fds:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
 
     def pump(self) -> bool:
         """Read what is available (blocks if the socket is blocking); false on end of file.
