@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from _support.bigbuf import segment_fds
 from procly._engine import _bigbuf
 from procly._engine._channel import FrameReader, FrameWriter, _oob_header, send_frame
 
@@ -21,17 +22,6 @@ np = pytest.importorskip("numpy")
 pytestmark = pytest.mark.skipif(not _bigbuf.available(), reason="needs memfd_create (Linux)")
 
 MiB = 1 << 20
-
-
-def memfds() -> int:
-    """Open descriptors of this process that are big-buffer segments."""
-    count = 0
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            count += "memfd:procly-bigbuf" in os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            pass
-    return count
 
 
 def mapped(view: memoryview) -> bool:
@@ -115,15 +105,15 @@ def test_a_spare_is_refilled_in_place_only_after_its_receiver_released_it(
     assert _bigbuf.LENDER.stats() == (2, 0)
     del held
     assert _bigbuf.LENDER.stats() == (1, 1)
-    before = memfds()
+    before = segment_fds()
     send_frame(a, b"z", [memoryview(np.full(MiB, 3, dtype=np.uint8))])
     [(_, [third])] = read_all(reader, 1)  # type: ignore[misc]
-    assert memfds() == before  # the spare was reused, no new segment
+    assert segment_fds() == before  # the spare was reused, no new segment
     assert bytes(third[-4:]) == b"\3\3\3\3" and bytes(second[:4]) == b"\2\2\2\2"
     del second, third
     _bigbuf.LENDER.drop_spares()
     assert _bigbuf.LENDER.stats() == (0, 0)
-    assert memfds() == 0
+    assert segment_fds() == 0
 
 
 def test_a_segment_whose_receiver_forked_is_retired_not_reused(
@@ -139,7 +129,7 @@ def test_a_segment_whose_receiver_forked_is_retired_not_reused(
     assert os.waitpid(pid, 0)[1] == 0
     del view
     assert _bigbuf.LENDER.stats() == (0, 0)  # closed, not kept as a spare
-    assert memfds() == 0
+    assert segment_fds() == 0
 
 
 def test_a_segment_lent_on_a_channel_that_closed_is_closed(
@@ -150,7 +140,7 @@ def test_a_segment_lent_on_a_channel_that_closed_is_closed(
     assert _bigbuf.LENDER.stats() == (1, 0)
     a.close()
     assert _bigbuf.LENDER.stats() == (0, 0)
-    assert memfds() == 0
+    assert segment_fds() == 0
 
 
 def test_a_record_that_does_not_fit_its_segment_is_a_frame_error() -> None:
@@ -187,6 +177,6 @@ def test_descriptors_of_a_frame_cut_short_are_closed_with_its_reader(
     os.close(fd)
     reader = FrameReader(b)
     reader.pump()  # the header and the descriptor arrive; the stream and record never do
-    assert not reader.frames and memfds() == 1
+    assert not reader.frames and segment_fds() == 1
     del reader
-    assert memfds() == 0
+    assert segment_fds() == 0

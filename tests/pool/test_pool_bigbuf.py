@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 import procly
+from _support.bigbuf import segment_fds
 from procly._engine import _bigbuf
 from procly.errors import WorkerCrashedError
 
@@ -58,23 +59,13 @@ def kept_sum() -> float:
     return float(sum(float(a.sum()) for a in _KEPT))
 
 
-def memfds() -> int:
-    count = 0
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            count += "memfd:procly-bigbuf" in os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            pass
-    return count
-
-
 @pytest.fixture(autouse=True)
 def no_segment_left() -> Iterator[None]:
     _bigbuf.LENDER.drop_spares()
     yield
     _bigbuf.LENDER.drop_spares()
     assert _bigbuf.LENDER.stats() == (0, 0)
-    assert memfds() == 0
+    assert segment_fds() == 0
 
 
 def test_big_arrays_both_ways_through_segments(start_method: str) -> None:
