@@ -6,6 +6,7 @@ helper and every worker it forked are gone after each test.)
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import time
@@ -138,3 +139,31 @@ def test_helper_and_its_workers_die_at_interpreter_exit() -> None:
     while not all(process_gone(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert all(process_gone(p) for p in pids)
+
+
+def note_exit(fd: int) -> None:
+    os.write(fd, b"x")
+
+
+def test_close_stops_unused_workers_but_lets_exit_hooks_run() -> None:
+    ctx = procly.get_context("fork")
+    # no task, no initializer, no hook: the workers are killed at close (nothing to finish)
+    pool = ctx.Pool(2)
+    engine = _engine(pool)
+    pool.close()
+    pool.join()
+    assert not engine._sup.slots and not engine._dying
+    # an exit hook must run in every worker, the one that never got a task included
+    r, w = os.pipe()
+    try:
+        pool = ctx.Pool(2, worker_exit=functools.partial(note_exit, w))
+        assert pool.apply(own_pid) > 0  # one worker ran a task, the other none
+        pool.close()
+        pool.join()
+        os.close(w)
+        w = -1
+        assert os.read(r, 16) == b"xx"
+    finally:
+        os.close(r)
+        if w >= 0:
+            os.close(w)

@@ -394,6 +394,8 @@ class Engine(Recovery):
                 if not self._shutdown_sent:
                     self._shutdown_sent = True
                     for slot in self._sup.workers():
+                        if self._stop_unused(slot):
+                            continue
                         slot.writer.queue(_SHUTDOWN_FRAME)
                         self._flush(slot)
                 if not self._sup.slots and not self._sup.spares and not self._dying:

@@ -19,6 +19,8 @@ Split from :mod:`._dispatcher` for size; :class:`Recovery` is a mixin of
   is requested only after the dispatcher has handed out work again (one spare, not one
   per worker: with workers lost every 200 trivial tasks, a second spare measured slower,
   its start competing with the workers for the CPU);
+* at close, an unused worker that has run no user code is killed rather than asked to
+  exit (:meth:`Recovery._stop_unused`);
 * breaking (an initializer failed) fails every unfinished task with
   :class:`~procly.errors.BrokenProcessPool`; terminating fails them with
   :class:`~procly.errors.PoolClosedError`.
@@ -221,6 +223,33 @@ class Recovery:
         except Exception:  # an optimisation only: the pool works without it
             return
         self._watch(spare)
+
+    def _stop_unused(self, slot: WorkerSlot) -> bool:
+        """At close, kill *slot*'s worker instead of asking it to exit if that makes no
+        difference: under ``fork``, a worker that was never given a task, ran no
+        initializer and has no exit hook or insights report has run none of the pool's
+        user code, so it has nothing to finish -- and one still starting need not finish
+        starting to stop (``close(); join()`` right after a pool start).  Not under spawn or
+        forkserver: there a worker has imported the main module, whose output may still
+        be buffered.  Returns whether it was killed."""
+        o = self.options
+        if (
+            slot.completed
+            or slot.inflight
+            or o.start_method != "fork"
+            or o.initializer is not None
+            or o.worker_exit is not None
+            or o.insights
+        ):
+            return False
+        try:
+            slot.proc.kill()
+        except Exception:  # pragma: no cover - already gone
+            pass
+        self._unwatch_sock(slot)
+        self._sup.lose(slot)
+        self._dying[id(slot)] = slot
+        return True
 
     def _kill(self, slot: WorkerSlot, task: Task, *, timed_out: bool) -> None:
         """Kill *slot*'s worker because its running *task* timed out or was cancelled."""
