@@ -14,12 +14,8 @@ def test_release_from_inside_the_registrys_critical_section_is_deferred() -> Non
     done = threading.Event()
 
     def collect_inside_allocate() -> None:
-        with registry.lock:
-            registry.owner = threading.get_ident()  # what allocate records
-            try:
-                registry.release(slot)  # what the finalizer calls
-            finally:
-                registry.owner = None
+        with registry.section:  # what allocate enters
+            registry.release(slot)  # what the finalizer calls
         done.set()
 
     worker = threading.Thread(target=collect_inside_allocate)

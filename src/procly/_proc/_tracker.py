@@ -70,10 +70,11 @@ import secrets
 import socket
 import sys
 import tempfile
-import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
+
+from .._os._reentry import Section
 
 __all__ = (
     "ENV_VAR",
@@ -178,13 +179,11 @@ class _Client:
     :meth:`reset` is the documented reset (tests)."""
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
-        # The thread inside ``self.lock``: a garbage-collection finalizer (a segment or a
-        # lock released) can run on that thread while it holds the lock; its message goes to
-        # ``deferred`` (deque appends are atomic) and leaves with the next send, instead of
-        # deadlocking on the lock.  Finalizers only release, so a delay can never cause a
-        # reclaim, only postpone one.
-        self.owner: int | None = None
+        # A garbage-collection finalizer (a segment or a lock released) can run on the very
+        # thread inside ``self.section``; its message goes to ``deferred`` and leaves with the
+        # next send, instead of deadlocking (see procly._os._reentry).  Finalizers only
+        # release, so a delay can never cause a reclaim, only postpone one.
+        self.section = Section()
         self.deferred: collections.deque[tuple[str, tuple[str, Key] | None]] = collections.deque()
         self.sock: socket.socket | None = None
         self.pid = os.getpid()
@@ -202,15 +201,9 @@ class _Client:
         # shutdown) are dropped rather than starting a new tracker.
         self.finished = False
 
-    @contextlib.contextmanager
-    def held(self) -> Iterator[None]:
-        """``self.lock``, remembering which thread holds it (see ``deferred``)."""
-        with self.lock:
-            self.owner = threading.get_ident()
-            try:
-                yield
-            finally:
-                self.owner = None
+    def held(self) -> Section:
+        """The client's critical section, for calls that finalizers never make."""
+        return self.section
 
     def _take_deferred(self) -> None:
         """Move messages deferred by finalizers into ``pending`` (call with the lock held)."""
@@ -220,7 +213,7 @@ class _Client:
                 self._record(*record)
             self.pending.append(line + "\n")
 
-    # -- connection management (call with self.lock held) ---------------------------------
+    # -- connection management (call inside self.section) ---------------------------------
     def _connect(self) -> socket.socket:
         if self.sock is not None and self.pid == os.getpid():
             return self.sock
@@ -247,12 +240,9 @@ class _Client:
         :meth:`roundtrip` / :meth:`goodbye`): only for messages whose delay can postpone a
         reclaim but never cause one, since a process killed meanwhile never sends them.
         """
-        me = threading.get_ident()
-        if self.owner == me:  # re-entered from a finalizer: see deferred
+        if not self.section.enter():  # re-entered from a finalizer: see deferred
             self.deferred.append((line, record))
             return
-        self.lock.acquire()  # (not self.held(): a generator context costs ~1 us per message)
-        self.owner = me
         try:
             if lazy and self.pid == os.getpid() and len(self.pending) < _MAX_PENDING:
                 if not self.finished:
@@ -262,8 +252,7 @@ class _Client:
                 return
             self._send_locked(line, record=record)
         finally:
-            self.owner = None
-            self.lock.release()
+            self.section.leave()
 
     def _send_locked(self, line: str, *, record: tuple[str, Key] | None = None) -> None:
         if self.finished and self.pid == os.getpid():
@@ -294,13 +283,10 @@ class _Client:
     def take_new(self, op: str, kind: str, make_name: Callable[[], str]) -> str:
         """A name from the reservation of *op* (``C``/``A``) names of *kind*, refilled with
         one message of :data:`_RESERVE` fresh names when empty (see :func:`register_new`)."""
-        me = threading.get_ident()
-        if self.owner == me:  # re-entered from a finalizer: no reservation, defer as send does
+        if not self.section.enter():  # re-entered from a finalizer: defer as send does
             name = make_name()
-            self.send(f"{op} {kind} {name}", record=(op, (kind, name)))
+            self.deferred.append((f"{op} {kind} {name}", (op, (kind, name))))
             return name
-        self.lock.acquire()  # (not self.held(): see send)
-        self.owner = me
         try:
             names = self.reserve.get((op, kind))
             if not names:
@@ -313,8 +299,7 @@ class _Client:
             self._record(op, (kind, name))
             return name
         finally:
-            self.owner = None
-            self.lock.release()
+            self.section.leave()
 
     def _arm_exit_hook(self) -> None:
         """Say goodbye at exit also in children that leave through ``os._exit`` after
@@ -389,32 +374,30 @@ class _Client:
         reclaimed under the child (a queue or shared array dropped right after starting a
         child is the common case).  The child releases the holds once registered."""
         self.fork_hold = None
-        if self.owner == threading.get_ident() or self.finished or self.sock is None:
-            return  # (re-entered from a finalizer; or nothing registered, so nothing to hold)
+        if self.finished or self.sock is None:
+            return  # nothing registered, so nothing to hold
         if self.pid != os.getpid():
             return
         keys = [key for key, n in self.uses.items() if n > 0 and key not in self.pins]
         if not keys:
             return
         token = secrets.token_hex(8)
-        self.lock.acquire()
-        self.owner = threading.get_ident()
+        if not self.section.enter():
+            return
         try:
             self._send_locked("\n".join(f"H {kind} {name} {token}" for kind, name in keys))
             self.fork_hold = (token, keys)
         except OSError:
             pass  # no tracker: nothing is reclaimed behind anyone's back either
         finally:
-            self.owner = None
-            self.lock.release()
+            self.section.leave()
 
     def after_fork_in_parent(self) -> None:
         self.fork_hold = None
 
     def after_fork_in_child(self) -> None:
         inherited = self.sock
-        self.lock = threading.Lock()  # another thread may have held it at fork time
-        self.owner = None
+        self.section = Section()  # another thread may have been inside at fork time
         self.deferred.clear()  # the parent's to send, not ours
         self.sock = None
         self.pid = os.getpid()

@@ -33,6 +33,7 @@ import threading
 import weakref
 from typing import Any
 
+from .._os._reentry import Section
 from .._serial._fdpass import reduce_fd
 
 __all__ = ("Arena", "Block", "heap_malloc")
@@ -173,22 +174,20 @@ class _Heap:
     """This process's arenas and its lock (the one owner; reset after fork)."""
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
-        # The thread inside ``self.lock``: a block's finalizer can run on that very thread
-        # (a garbage collection during malloc); its free then waits in ``deferred`` (deque
-        # appends are atomic) for the next malloc or free instead of deadlocking.
-        self.owner: int | None = None
+        # A block's finalizer can run on the very thread inside ``self.section`` (a garbage
+        # collection during malloc); its free then waits in ``deferred`` for the next malloc
+        # or free instead of deadlocking (see procly._os._reentry).
+        self.section = Section()
         self.deferred: collections.deque[tuple[Arena, int, int]] = collections.deque()
         self.arenas: list[Arena] = []
         self.pid = os.getpid()
 
     def after_fork_in_child(self) -> None:
-        self.lock = threading.Lock()  # another thread may have held it at fork time
-        self.owner = None
+        self.section = Section()  # another thread may have been inside at fork time
         self.deferred.clear()
 
     def _take_deferred(self) -> None:
-        """Return blocks freed while the lock was held (call with the lock held)."""
+        """Return blocks freed while a malloc was under way (call inside the section)."""
         while self.deferred:
             arena, off, n = self.deferred.popleft()
             arena.free(off, n)
@@ -197,12 +196,8 @@ class _Heap:
         if size < 0:
             raise ValueError("size must be non-negative")
         n = max(_ALIGN, (size + _ALIGN - 1) // _ALIGN * _ALIGN)
-        with self.lock:
-            self.owner = threading.get_ident()
-            try:
-                return self._malloc_locked(size, n)
-            finally:
-                self.owner = None
+        with self.section:
+            return self._malloc_locked(size, n)
 
     def _malloc_locked(self, size: int, n: int) -> Block:
         if self.pid != os.getpid():  # a forked child allocates from arenas of its own
@@ -231,12 +226,14 @@ class _Heap:
             return
         with contextlib.suppress(ValueError):  # mapping already closed at shutdown
             arena.mmap[off : off + n] = bytes(n)  # the next owner expects zeros
-        if self.owner == threading.get_ident():
+        if not self.section.enter():  # a finalizer interrupting malloc on this thread
             self.deferred.append((arena, off, n))
             return
-        with self.lock:
+        try:
             self._take_deferred()
             arena.free(off, n)
+        finally:
+            self.section.leave()
 
 
 _HEAP = _Heap()

@@ -39,6 +39,7 @@ import secrets
 import threading
 from typing import Any
 
+from .._os._reentry import Section
 from .._serial._fdpass import reduce_fd
 
 __all__ = ("REGISTRY", "SLOT_WORDS", "Arena", "Slot")
@@ -126,11 +127,10 @@ class _Registry:
     """
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
-        # The thread inside ``self.lock``: a primitive's finalizer can run on that very thread
-        # (a garbage collection during allocate); its release then waits in ``deferred``
-        # (deque appends are atomic) for the next allocate instead of deadlocking.
-        self.owner: int | None = None
+        # A primitive's finalizer can run on the very thread inside ``self.section`` (a
+        # garbage collection during allocate); its release then waits in ``deferred`` for
+        # the next allocate instead of deadlocking (see procly._os._reentry).
+        self.section = Section()
         self.deferred: collections.deque[Slot] = collections.deque()
         self.arenas: dict[str, Arena] = {}
         self.current: Arena | None = None
@@ -139,14 +139,10 @@ class _Registry:
         self.generation = 0
 
     def allocate(self) -> Slot:
-        with self.lock:
-            self.owner = threading.get_ident()
-            try:
-                while self.deferred:
-                    self._release_locked(self.deferred.popleft())
-                return self._allocate_locked()
-            finally:
-                self.owner = None
+        with self.section:
+            while self.deferred:
+                self._release_locked(self.deferred.popleft())
+            return self._allocate_locked()
 
     def _allocate_locked(self) -> Slot:
         if self.free:
@@ -164,11 +160,13 @@ class _Registry:
 
     def release(self, slot: Slot) -> None:
         """Give *slot* back if no other process can possibly use it."""
-        if self.owner == threading.get_ident():  # a finalizer inside allocate: see deferred
+        if not self.section.enter():  # a finalizer interrupting allocate: see deferred
             self.deferred.append(slot)
             return
-        with self.lock:
+        try:
             self._release_locked(slot)
+        finally:
+            self.section.leave()
 
     def _release_locked(self, slot: Slot) -> None:
         if slot.shared or slot.generation != self.generation or slot.arena is not self.current:
@@ -178,16 +176,12 @@ class _Registry:
         self.free.append(slot.index)
 
     def adopt(self, uid: str, fd: int) -> Arena:
-        with self.lock:
-            self.owner = threading.get_ident()
-            try:
-                known = self.arenas.get(uid)
-                if known is None:
-                    arena = Arena(uid, fd)
-                    self.arenas[uid] = arena
-                    return arena
-            finally:
-                self.owner = None
+        with self.section:
+            known = self.arenas.get(uid)
+            if known is None:
+                arena = Arena(uid, fd)
+                self.arenas[uid] = arena
+                return arena
         with known.guard:  # closing any descriptor drops our record locks on the file
             os.close(fd)
         return known
@@ -196,8 +190,7 @@ class _Registry:
         self.generation += 1
 
     def _after_fork_in_child(self) -> None:
-        self.lock = threading.Lock()
-        self.owner = None
+        self.section = Section()
         self.deferred.clear()
         self.current = None
         self.next_index = 0
