@@ -148,26 +148,16 @@ class Engine(Recovery):
         self._want_spare = False  # dispatcher thread only (see _recovery)
         self._insights = InsightsLog() if options.insights else None
         self._helper_failed = False  # dispatcher thread only (see _recovery)
-        # The dispatcher thread starts first and waits at the gate while the workers are
-        # started: Thread.start() waits until the new thread runs, which is quick on an
-        # idle machine but a millisecond once freshly forked workers compete for the CPU.
-        self._gate = threading.Lock()
-        self._gate.acquire()
-        self._started = False
-        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
-        self._thread.start()
         try:
             for _ in range(options.processes):
                 self._sup.spawn()
         except BaseException:
-            self._gate.release()  # the thread sees _started false and leaves
-            self._thread.join()
             self._kill_all()
             os.close(self._wake_r)
             os.close(self._wake_w)
             raise
-        self._started = True
-        self._gate.release()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
         _REGISTRY.engines.add(self)
 
     def _setup(self, close_fds: tuple[tuple[int, int], ...]) -> WorkerSetup:
@@ -301,12 +291,6 @@ class Engine(Recovery):
         return not self._thread.is_alive()
 
     # -- dispatcher thread -----------------------------------------------------------------
-    def _main(self) -> None:
-        with self._gate:  # released once the workers are started (or failed to start)
-            pass
-        if self._started:
-            self._run()
-
     def _run(self) -> None:
         self._queue: deque[Task] = deque()
         self._poller = select.poll()
