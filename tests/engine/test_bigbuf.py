@@ -9,6 +9,7 @@ import os
 import socket
 import struct
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -179,4 +180,45 @@ def test_descriptors_of_a_frame_cut_short_are_closed_with_its_reader(
     reader.pump()  # the header and the descriptor arrive; the stream and record never do
     assert not reader.frames and segment_fds() == 1
     del reader
+    assert segment_fds() == 0
+
+
+def test_decay_closes_spares_unused_for_decay_s_and_keeps_younger_ones(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    a, b = pair
+    reader = FrameReader(b)
+    send_frame(a, b"x", [memoryview(np.full(MiB, 1, dtype=np.uint8))])
+    [(_, [held])] = read_all(reader, 1)  # type: ignore[misc]
+    lender = _bigbuf.LENDER
+    assert not lender.decay(float("inf"))  # lent and held: nothing to close, still watched
+    assert lender.stats() == (1, 0)
+    del held
+    assert lender.stats() == (0, 1)  # released: a spare, idle from now on
+    assert not lender.decay(time.monotonic())  # too young to go
+    assert lender.stats() == (0, 1)
+    assert lender.decay(time.monotonic() + _bigbuf.DECAY_S)  # idle long enough: closed
+    assert lender.stats() == (0, 0)
+    assert segment_fds() == 0
+
+
+def test_the_decay_thread_returns_idle_spares_and_ends(
+    pair: tuple[socket.socket, socket.socket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_bigbuf, "DECAY_S", 0.05)
+    a, b = pair
+    reader = FrameReader(b)
+    lender = _bigbuf.LENDER
+    old = lender._decayer
+    if old is not None:  # one from an earlier test, still on its longer wait
+        old.join(timeout=30)
+    send_frame(a, b"x", [memoryview(np.full(MiB, 1, dtype=np.uint8))])
+    decayer = lender._decayer
+    assert decayer is not None and decayer.daemon
+    [(_, [held])] = read_all(reader, 1)  # type: ignore[misc]
+    del held  # released: the thread closes the spare once it is idle, then ends
+    decayer.join(timeout=30)
+    assert not decayer.is_alive()
+    assert lender._decayer is None
+    assert lender.stats() == (0, 0)
     assert segment_fds() == 0

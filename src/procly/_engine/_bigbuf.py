@@ -21,7 +21,10 @@ segments instead of the socket.
   pages that are already there.  On this kind of machine
   fresh tmpfs pages cost several times the copy (the kernel allocates and zeroes each 4 KiB
   page, shmem gets no huge pages): keeping up to :data:`MAX_SPARE_BYTES` of spares is what
-  makes the second and later maps of big arrays cheap.  A fresh segment is filled with
+  makes the second and later maps of big arrays cheap.  Spares are not kept forever: a
+  daemon thread, alive only while the process has segments, closes those unused for
+  :data:`DECAY_S` seconds (as allocators return idle memory), so a process that stopped
+  mapping big arrays gets that memory back.  A fresh segment is filled with
   ``pwritev`` (the kernel allocates its pages without faulting a mapping).  It tracks at
   most :data:`MAX_TRACKED` lent segments: beyond that (a receiver keeping many results)
   the oldest are given away -- closed here, never reused, their pages living on in the
@@ -54,6 +57,7 @@ import socket
 import struct
 import sys
 import threading
+import time
 import weakref
 from collections.abc import Callable, Sequence
 
@@ -87,6 +91,10 @@ MAX_SPARE_BYTES = 512 << 20
 MAX_SPARES = 16
 #: Lent segments a sender keeps track of (to reuse them once released).
 MAX_TRACKED = 48
+#: Seconds a spare may sit unused before it is returned to the system (by a daemon thread
+#: that runs only while this process has segments), so a process that stopped sending big
+#: buffers does not keep their memory.
+DECAY_S = 10.0
 #: The record that travels in the frame in place of the buffer: its length and the size
 #: of the segment to map.
 RECORD = struct.Struct("<QQ")
@@ -146,7 +154,7 @@ def _view(exporter: object) -> memoryview:
 
 
 class _Segment:
-    __slots__ = ("addr", "fd", "mm", "peer", "size")
+    __slots__ = ("addr", "fd", "idle_since", "mm", "peer", "size")
 
     def __init__(self, fd: int, addr: int, size: int) -> None:
         self.fd = fd
@@ -154,6 +162,7 @@ class _Segment:
         self.mm = _view(_libc().exporter(addr, size))  # the sender's own: header and data
         self.size = size
         self.peer: weakref.ref[socket.socket] | None = None
+        self.idle_since = 0.0  # when it became a spare (time.monotonic())
 
     def close(self) -> None:
         self.mm.release()
@@ -171,6 +180,7 @@ class Lender:
         self._lock = threading.Lock()
         self._spare: list[_Segment] = []
         self._lent: list[_Segment] = []
+        self._decayer: threading.Thread | None = None
 
     def lend(self, view: memoryview, sock: socket.socket) -> tuple[bytes, int] | None:
         """Copy *view* into a segment lent to the peer at the other end of *sock*.
@@ -193,6 +203,11 @@ class Lender:
         seg.peer = weakref.ref(sock)
         with self._lock:
             self._lent.append(seg)
+            if self._decayer is None:
+                self._decayer = threading.Thread(
+                    target=self._decay_loop, name="procly-bigbuf-decay", daemon=True
+                )
+                self._decayer.start()
         return RECORD.pack(n, seg.size), seg.fd
 
     def _create(self, view: memoryview, need: int) -> _Segment | None:
@@ -238,6 +253,7 @@ class Lender:
 
     def _keep_spare(self, seg: _Segment) -> None:
         seg.peer = None
+        seg.idle_since = time.monotonic()
         spare = self._spare
         spare.append(seg)
         total = sum(s.size for s in spare)
@@ -252,6 +268,31 @@ class Lender:
             self._sweep()
             return len(self._lent), len(self._spare)
 
+    def decay(self, now: float) -> bool:
+        """Close the spares unused since ``now - DECAY_S``; True when nothing is left to
+        watch (no spare, nothing lent)."""
+        with self._lock:
+            self._sweep()
+            old = [seg for seg in self._spare if seg.idle_since <= now - DECAY_S]
+            self._spare = [seg for seg in self._spare if seg.idle_since > now - DECAY_S]
+            idle = not self._spare and not self._lent
+        for seg in old:
+            seg.close()
+        return idle
+
+    def _decay_loop(self) -> None:
+        me = threading.current_thread()
+        tick = threading.Event()  # never set: a timed wait between rounds
+        while True:
+            tick.wait(DECAY_S / 2)
+            if self.decay(time.monotonic()):
+                with self._lock:
+                    if self._spare or self._lent:
+                        continue  # something was lent meanwhile
+                    if self._decayer is me:
+                        self._decayer = None
+                    return
+
     def drop_spares(self) -> None:
         """Close every spare segment, released ones included (their memory returns to the
         system once no receiver maps them)."""
@@ -265,6 +306,7 @@ class Lender:
         """A forked child drops its copies of the parent's segments, never touching their
         headers (the parent's receivers are not this child's)."""
         self._lock = threading.Lock()
+        self._decayer = None  # the parent's thread does not exist here
         for seg in (*self._spare, *self._lent):
             try:
                 seg.close()
