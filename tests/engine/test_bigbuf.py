@@ -54,6 +54,13 @@ def read_all(reader: FrameReader, count: int) -> list[object]:
     return frames
 
 
+def send_one(sock: socket.socket, reader: FrameReader, fill: int) -> memoryview:
+    """Send a 1 MiB buffer of *fill* bytes (it goes through a segment) and receive it."""
+    send_frame(sock, b"x", [memoryview(np.full(MiB, fill, dtype=np.uint8))])
+    [(_, [view])] = read_all(reader, 1)  # type: ignore[misc]
+    return view  # type: ignore[no-any-return]
+
+
 def test_big_buffers_arrive_mapped_small_ones_inline_and_frames_stay_in_order(
     pair: tuple[socket.socket, socket.socket],
 ) -> None:
@@ -97,18 +104,15 @@ def test_a_spare_is_refilled_in_place_only_after_its_receiver_released_it(
 ) -> None:
     a, b = pair
     reader = FrameReader(b)
-    send_frame(a, b"x", [memoryview(np.full(MiB, 1, dtype=np.uint8))])
-    [(_, [held])] = read_all(reader, 1)  # type: ignore[misc]
-    send_frame(a, b"y", [memoryview(np.full(MiB, 2, dtype=np.uint8))])
-    [(_, [second])] = read_all(reader, 1)  # type: ignore[misc]
+    held = send_one(a, reader, 1)
+    second = send_one(a, reader, 2)
     assert bytes(held[:4]) == b"\1\1\1\1"  # not overwritten: it was still held
     assert bytes(second[:4]) == b"\2\2\2\2"
     assert _bigbuf.LENDER.stats() == (2, 0)
     del held
     assert _bigbuf.LENDER.stats() == (1, 1)
     before = segment_fds()
-    send_frame(a, b"z", [memoryview(np.full(MiB, 3, dtype=np.uint8))])
-    [(_, [third])] = read_all(reader, 1)  # type: ignore[misc]
+    third = send_one(a, reader, 3)
     assert segment_fds() == before  # the spare was reused, no new segment
     assert bytes(third[-4:]) == b"\3\3\3\3" and bytes(second[:4]) == b"\2\2\2\2"
     del second, third
@@ -122,8 +126,7 @@ def test_a_segment_whose_receiver_forked_is_retired_not_reused(
 ) -> None:
     a, b = pair
     reader = FrameReader(b)
-    send_frame(a, b"x", [memoryview(np.full(MiB, 5, dtype=np.uint8))])
-    [(_, [view])] = read_all(reader, 1)  # type: ignore[misc]
+    view = send_one(a, reader, 5)
     pid = os.fork()
     if pid == 0:  # pragma: no cover - child: holds the mapping, then exits at once
         os._exit(0 if bytes(view[:1]) == b"\5" else 1)
@@ -188,8 +191,7 @@ def test_decay_closes_spares_unused_for_decay_s_and_keeps_younger_ones(
 ) -> None:
     a, b = pair
     reader = FrameReader(b)
-    send_frame(a, b"x", [memoryview(np.full(MiB, 1, dtype=np.uint8))])
-    [(_, [held])] = read_all(reader, 1)  # type: ignore[misc]
+    held = send_one(a, reader, 1)
     lender = _bigbuf.LENDER
     assert not lender.decay(float("inf"))  # lent and held: nothing to close, still watched
     assert lender.stats() == (1, 0)
