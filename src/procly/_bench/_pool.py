@@ -60,18 +60,45 @@ def _check(results: list[Any], n: int) -> None:
         raise RuntimeError("wrong results")
 
 
-def _apply_async(who: str, n: int) -> Callable[[], float]:
-    def run() -> float:
-        with _ctx(who).Pool(WORKERS) as pool:
-            pool.apply(_inc, (0,))  # warm
-            start = time.perf_counter()
-            handles = [pool.apply_async(_inc, (i,)) for i in range(n)]
-            results = [h.get() for h in handles]
-            elapsed = time.perf_counter() - start
-        _check(results, n)
-        return n / elapsed
+def _rate(
+    pool: Any,
+    warm: Callable[[Any], object],
+    work: Callable[[Any], list[Any]],
+    n: int,
+    *,
+    unordered: bool = False,
+) -> float:
+    """Open *pool* (a context manager), ``warm(pool)`` its workers, time ``work(pool)`` (the
+    *n* calls of ``_inc`` and their results), check the results outside the timed region and
+    return calls per second."""
+    with pool as opened:
+        warm(opened)
+        start = time.perf_counter()
+        results = work(opened)
+        elapsed = time.perf_counter() - start
+    _check(sorted(results) if unordered else results, n)
+    return n / elapsed
 
-    return run
+
+def _warm_apply(pool: Any) -> object:
+    return pool.apply(_inc, (0,))
+
+
+def _warm_submit(executor: Any) -> object:
+    return executor.submit(_inc, 0).result()  # loky's workers start on first use
+
+
+def _submit_each(executor: Any, n: int) -> list[Any]:
+    futures = [executor.submit(_inc, i) for i in range(n)]
+    return [f.result() for f in futures]
+
+
+def _apply_async(who: str, n: int) -> Callable[[], float]:
+    def work(pool: Any) -> list[Any]:
+        handles = [pool.apply_async(_inc, (i,)) for i in range(n)]
+        return [h.get() for h in handles]
+
+    return lambda: _rate(_ctx(who).Pool(WORKERS), _warm_apply, work, n)
 
 
 def _executor(who: str) -> Any:
@@ -85,33 +112,15 @@ def _executor(who: str) -> Any:
 
 
 def _submit(who: str, n: int) -> Callable[[], float]:
-    def run() -> float:
-        with _executor(who) as ex:
-            ex.submit(_inc, 0).result()  # warm
-            start = time.perf_counter()
-            futures = [ex.submit(_inc, i) for i in range(n)]
-            results = [f.result() for f in futures]
-            elapsed = time.perf_counter() - start
-        _check(results, n)
-        return n / elapsed
-
-    return run
+    return lambda: _rate(_executor(who), _warm_submit, lambda ex: _submit_each(ex, n), n)
 
 
 def _loky_submit(n: int) -> Callable[[], float]:
     def run() -> float:
         loky = import_peer("loky", "loky")
-        ex = loky.get_reusable_executor(max_workers=WORKERS)
-        try:
-            ex.submit(_inc, 0).result()  # warm: its workers start on first use
-            start = time.perf_counter()
-            futures = [ex.submit(_inc, i) for i in range(n)]
-            results = [f.result() for f in futures]
-            elapsed = time.perf_counter() - start
-        finally:
-            ex.shutdown(wait=True)
-        _check(results, n)
-        return n / elapsed
+        # leaving the with block shuts the reusable executor down (wait=True)
+        executor = loky.get_reusable_executor(max_workers=WORKERS)
+        return _rate(executor, _warm_submit, lambda ex: _submit_each(ex, n), n)
 
     return run
 
@@ -148,45 +157,30 @@ def _joblib_map(n: int) -> Callable[[], float]:
 def _mpire_map(n: int) -> Callable[[], float]:
     def run() -> float:
         mpire = import_peer("mpire", "mpire")
-        with mpire.WorkerPool(n_jobs=WORKERS, start_method="fork", keep_alive=True) as pool:
-            pool.map(_inc, range(WORKERS))  # warm: keep_alive keeps these workers
-            start = time.perf_counter()
-            results = pool.map(_inc, range(n))
-            elapsed = time.perf_counter() - start
-        _check(results, n)
-        return n / elapsed
+        pool = mpire.WorkerPool(n_jobs=WORKERS, start_method="fork", keep_alive=True)
+        return _rate(
+            pool,
+            lambda p: p.map(_inc, range(WORKERS)),  # warm: keep_alive keeps these workers
+            lambda p: p.map(_inc, range(n)),
+            n,
+        )
 
     return run
 
 
 def _imap(who: str, n: int, unordered: bool) -> Callable[[], float]:
-    def run() -> float:
-        with _ctx(who).Pool(WORKERS) as pool:
-            pool.apply(_inc, (0,))
-            start = time.perf_counter()
-            method = pool.imap_unordered if unordered else pool.imap
-            # procly: no chunksize (adaptive); stdlib: its default, chunksize=1
-            results = list(method(_inc, range(n)))
-            elapsed = time.perf_counter() - start
-        if unordered:
-            results.sort()
-        _check(results, n)
-        return n / elapsed
+    def work(pool: Any) -> list[Any]:
+        method = pool.imap_unordered if unordered else pool.imap
+        # procly: no chunksize (adaptive); stdlib: its default, chunksize=1
+        return list(method(_inc, range(n)))
 
-    return run
+    return lambda: _rate(_ctx(who).Pool(WORKERS), _warm_apply, work, n, unordered=unordered)
 
 
 def _map(who: str, n: int) -> Callable[[], float]:
-    def run() -> float:
-        with _ctx(who).Pool(WORKERS) as pool:
-            pool.apply(_inc, (0,))
-            start = time.perf_counter()
-            results = pool.map(_inc, range(n))
-            elapsed = time.perf_counter() - start
-        _check(results, n)
-        return n / elapsed
-
-    return run
+    return lambda: _rate(
+        _ctx(who).Pool(WORKERS), _warm_apply, lambda pool: pool.map(_inc, range(n)), n
+    )
 
 
 def _start_one_shutdown(who: str) -> Callable[[], float]:
