@@ -14,6 +14,7 @@ import pytest
 
 import procly
 from _support.subproc import process_gone
+from _support.tasks import crash_once
 from procly.errors import BrokenProcessPool, RemoteTraceback, TaskTimeoutError, WorkerCrashedError
 from procly.futures import ProcessPoolExecutor
 
@@ -287,14 +288,6 @@ def test_executor_dropped_without_shutdown_winds_down(start_method: str) -> None
     del ex
     gc.collect()
     assert engine is not None and engine.join(30)
-
-
-def crash_once(marker: str) -> str:
-    if not os.path.exists(marker):
-        with open(marker, "w"):
-            pass
-        os._exit(4)
-    return "second try"
 
 
 def test_executor_retries(start_method: str, tmp_path: Any) -> None:

@@ -13,6 +13,7 @@ import pytest
 
 import procly
 from _support.subproc import process_gone, run_in_subprocess
+from _support.tasks import crash_once
 from procly.errors import BrokenProcessPool, TaskTimeoutError, WorkerCrashedError
 
 
@@ -240,14 +241,6 @@ def test_nested_pools_and_depth_limit(start_method: str) -> None:
         assert pool.map(nested_sum, [3, 4]) == [5, 14]
         with pytest.raises(RuntimeError, match="nested"):
             pool.apply(nest_forever, (1,))
-
-
-def crash_once(marker: str) -> str:
-    if not os.path.exists(marker):
-        with open(marker, "w"):
-            pass
-        os._exit(4)
-    return "second try"
 
 
 def test_retries_rerun_a_crashed_task(start_method: str, tmp_path: Any) -> None:
