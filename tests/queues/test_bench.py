@@ -10,7 +10,7 @@ from procly._bench import _queues
 
 def test_cases_are_well_formed() -> None:
     cases = _queues.cases(quick=True)
-    assert [c.metric for c in cases] == ["rate"] * 4
+    assert [c.metric for c in cases] == ["rate"] * 5
     for case in cases:
         assert set(case.runners) == {"procly", "stdlib", "faster-fifo"}
 
@@ -24,5 +24,6 @@ def test_message_runners_move_every_item(who: str, producers: int, consumers: in
     assert rate > 0
 
 
-def test_array_runner_checks_what_arrives() -> None:
-    assert _queues._arrays("procly", 1)() > 0
+@pytest.mark.parametrize("warm", [0, 2])
+def test_array_runner_checks_what_arrives(warm: int) -> None:
+    assert _queues._arrays("procly", 1, warm)() > 0
