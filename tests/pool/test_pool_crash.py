@@ -14,6 +14,7 @@ import pytest
 import procly
 from _support.subproc import process_gone, run_in_subprocess
 from _support.tasks import crash_once
+from procly._engine._launcher import helper_supported
 from procly.errors import BrokenProcessPool, TaskTimeoutError, WorkerCrashedError
 
 
@@ -272,8 +273,9 @@ def test_functions_of_python_dash_c_main_travel_by_value(method: str) -> None:
 
 
 def test_spare_worker_replaces_the_next_crash(start_method: str) -> None:
-    """Under fork, a crash leaves a started spare; the next crash promotes it at once."""
-    expected = 1 if start_method == "fork" else 0
+    """Where replacements come from a fork helper (under fork; every start method on
+    Linux), a crash leaves a started spare; the next crash promotes it at once."""
+    expected = 1 if helper_supported(start_method) else 0
     with procly.get_context(start_method).Pool(2) as pool:
         engine = pool._engine
         assert engine is not None and engine._sup.spares == []  # none before any loss

@@ -1,4 +1,5 @@
-"""Worker replacement under ``fork``: the fork helper that forks replacements.
+"""Worker replacement: the fork helper that forks replacements (every start method on
+Linux; under ``spawn``/``forkserver`` it is itself a freshly started process).
 
 (Crash semantics themselves are in ``test_pool_crash.py``; the leak guard checks that the
 helper and every worker it forked are gone after each test.)
@@ -9,13 +10,16 @@ from __future__ import annotations
 import functools
 import os
 import signal
+import sys
+import textwrap
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 import procly
-from _support.subproc import process_gone, run_in_subprocess
+from _support.subproc import process_gone, run_in_subprocess, run_python
 from procly.errors import TaskTimeoutError, WorkerCrashedError
 
 #: Read by tasks: the parent changes it after the pool started (see the snapshot test).
@@ -48,15 +52,23 @@ def _engine(pool: Any) -> Any:
     return engine
 
 
-def test_replacements_are_forked_by_the_helper_not_the_parent() -> None:
-    with procly.get_context("fork").Pool(1) as pool:
-        assert pool.apply(parent_pid) == os.getpid()  # the first worker: forked by us
+linux_only = pytest.mark.skipif(
+    sys.platform != "linux", reason="spawn/forkserver pools use a fork helper on Linux only"
+)
+
+
+@linux_only
+def test_replacements_are_forked_by_the_helper_not_the_parent(start_method: str) -> None:
+    with procly.get_context(start_method).Pool(1) as pool:
+        first_parent = pool.apply(parent_pid)  # us (fork, spawn) or the fork server
+        assert first_parent == os.getpid() or start_method == "forkserver"
         assert _engine(pool)._sup.helper is None  # no helper before a replacement
         with pytest.raises(WorkerCrashedError, match="SIGKILL"):
             pool.apply(die_kill)
         helper = _engine(pool)._sup.helper
         assert helper is not None
         helper_pid = helper._proc.pid
+        assert helper_pid != first_parent
         assert pool.apply(parent_pid) == helper_pid
         with pytest.raises(WorkerCrashedError) as info:
             pool.apply(die_kill)
@@ -78,8 +90,8 @@ def test_replacements_are_copies_of_the_parent_when_the_helper_started() -> None
         MARK = "before"
 
 
-def test_timeouts_kill_helper_workers_and_max_tasks_per_child_uses_it() -> None:
-    with procly.get_context("fork").Pool(1, maxtasksperchild=1) as pool:
+def test_timeouts_kill_helper_workers_and_max_tasks_per_child_uses_it(start_method: str) -> None:
+    with procly.get_context(start_method).Pool(1, maxtasksperchild=1) as pool:
         pids = [pool.apply(own_pid) for _ in range(4)]
         assert len(set(pids)) == 4  # a fresh worker per task, forked by the helper
         for _ in range(2):  # the helper kills its worker on the parent's request
@@ -114,13 +126,14 @@ def test_a_killed_helper_is_replaced_and_its_workers_are_lost_like_crashes() -> 
         os.close(w)
 
 
-def test_helper_and_its_workers_die_at_interpreter_exit() -> None:
+@linux_only
+def test_helper_and_its_workers_die_at_interpreter_exit(start_method: str) -> None:
     result = run_in_subprocess(
-        """
+        f"""
         import os, signal, procly
         def die():
             os.kill(os.getpid(), signal.SIGKILL)
-        pool = procly.get_context("fork").Pool(2)
+        pool = procly.get_context({start_method!r}).Pool(2)
         try:
             pool.apply(die)
         except procly.WorkerCrashedError:
@@ -167,3 +180,43 @@ def test_close_stops_unused_workers_but_lets_exit_hooks_run() -> None:
         os.close(r)
         if w >= 0:
             os.close(w)
+
+
+@linux_only
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_fresh_replacements_do_not_share_numpy_random_state(method: str, tmp_path: Path) -> None:
+    """Under spawn/forkserver every worker draws its own NumPy numbers, as freshly started
+    ones do, although replacements are forks of one helper that imported NumPy."""
+    pytest.importorskip("numpy")
+    script = tmp_path / "draws.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import os, signal
+            import numpy as np
+            import numpy.random  # seeded here: in the helper too, which imports this module
+            import procly
+
+            def die():
+                os.kill(os.getpid(), signal.SIGKILL)
+
+            def draw():
+                return float(np.random.random())
+
+            if __name__ == "__main__":
+                with procly.get_context({method!r}).Pool(1) as pool:
+                    draws = []
+                    for _ in range(3):
+                        try:
+                            pool.apply(die)
+                        except procly.WorkerCrashedError:
+                            pass
+                        draws.append(pool.apply(draw))
+                    helper = pool._engine._sup.helper
+                    print("HELPER", helper is not None, "DRAWS", len(set(draws)))
+            """
+        )
+    )
+    result = run_python([str(script)], cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "HELPER True DRAWS 3" in result.stdout

@@ -147,8 +147,7 @@ class Recovery:
             return
         if state == CLOSING and not self._queue and self._finished == accepted and not sources:
             return
-        if self.options.start_method == "fork" and not self._shutdown_sent:
-            self._ensure_helper()
+        if not self._shutdown_sent and self._ensure_helper():
             self._want_spare = True  # started by the dispatcher after its next hand-out
             if self._sup.promote() is not None:
                 return  # the spare is watched already
@@ -161,28 +160,30 @@ class Recovery:
             return
         self._watch(slot)
 
-    def _ensure_helper(self) -> None:
-        """Under fork, have replacements forked by a fork helper (:mod:`._launcher`)
-        rather than by this process; started at the first replacement, restarted if it
-        died.  Without one (a launcher that has none, or it failed to start) this
-        process forks them itself."""
+    def _ensure_helper(self) -> bool:
+        """Have replacements forked by a fork helper (:mod:`._launcher`) rather than
+        started by this process, where the launcher has one for the pool's start method;
+        started at the first replacement, restarted if it died.  Without one (a launcher
+        that has none, or it failed to start) the launcher starts them itself.  Returns
+        whether a helper is running."""
         helper = self._sup.helper
         if helper is not None and not helper.broken:
-            return
+            return True
         if helper is not None:
             self._drop_helper()
         if self._helper_failed:
-            return
+            return False
         try:
             helper = self._sup.start_helper()
         except Exception:  # an optimisation only: the pool works without it
             helper = None
         if helper is None:
             self._helper_failed = True
-            return
+            return False
         fd = helper.fileno()
         self._poller.register(fd, select.POLLIN)
         self._fdmap[fd] = (3, None)
+        return True
 
     def _drop_helper(self) -> None:
         """Stop the fork helper, if any (its remaining workers die with it)."""

@@ -150,12 +150,17 @@ class Supervisor:
             return None
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            setup = self._make_setup(self._parent_fds(ours.fileno()))
-            helper: Helper = fork_helper(setup, ours, theirs)
+            inherited = self._parent_fds(ours.fileno()) if self._close_inherited else ()
+            setup = self._make_setup(inherited)
+            helper: Helper | None = fork_helper(setup, ours, theirs)
         except BaseException:
             ours.close()
             theirs.close()
             raise
+        if helper is None:  # not for this start method
+            ours.close()
+            theirs.close()
+            return None
         helper.exited = self.helper_exited
         self.helper = helper
         return helper
