@@ -292,12 +292,13 @@ def _maybe_die(i: int) -> int:
     return i + 1
 
 
-def _recovery(n: int, disturbed: bool) -> Callable[[], float]:
+def _recovery(n: int, disturbed: bool, method: str = "fork") -> Callable[[], float]:
     def run() -> float:
+        import procly
         from procly.errors import WorkerCrashedError
 
         fn = _maybe_die if disturbed else _inc
-        with _ctx("procly").Pool(WORKERS) as pool:
+        with procly.get_context(method).Pool(WORKERS) as pool:
             pool.apply(_inc, (0,))
             start = time.perf_counter()
             handles = [pool.apply_async(fn, (i,)) for i in range(n)]
@@ -316,6 +317,25 @@ def _recovery(n: int, disturbed: bool) -> Callable[[], float]:
     return run
 
 
+def _fork_floor(forks: int) -> Callable[[], float]:
+    """*forks* times: fork this process, the child exits at once, reap it -- the least
+    that *forks* replacements forked from a copy of this process cost, in sequence."""
+
+    def run() -> float:
+        import os
+
+        start = time.perf_counter()
+        for _ in range(forks):
+            pid = os.fork()
+            if pid == 0:
+                os._exit(0)
+            os.waitpid(pid, 0)
+        return time.perf_counter() - start
+
+    return run
+
+
+_FLOOR = "50 x (os.fork(), the child calls os._exit(0), waitpid) from the benchmark process"
 _LOKY = "loky.get_reusable_executor(max_workers=2).submit, loky start method (fork+exec)"
 _MPIRE = "mpire.WorkerPool(n_jobs=2, start_method='fork', keep_alive=True).map, automatic chunk size"
 _JOBLIB = "joblib.Parallel(n_jobs=2)(delayed(f)(x) ...), default loky backend, automatic batch size"
@@ -410,11 +430,28 @@ def cases(quick: bool) -> list[Case]:
             },
         ),
         Case(
-            "recovery: 10,000 apply_async, a worker SIGKILLed every 200 (procly only)",
+            "recovery (fork): 10,000 apply_async, a worker SIGKILLed every 200",
             "time",
             "s",
-            None,
-            {"procly": _recovery(10_000, True), "procly-undisturbed": _recovery(10_000, False)},
+            1.5,
+            {
+                "procly": _recovery(10_000, True),
+                "procly-undisturbed": _recovery(10_000, False),
+                "fork floor": _fork_floor(10_000 // 200),
+            },
+            baseline="procly-undisturbed",
+            setups={"fork floor": _FLOOR},
+        ),
+        Case(
+            "recovery (forkserver): 10,000 apply_async, a worker SIGKILLed every 200",
+            "time",
+            "s",
+            1.5,
+            {
+                "procly": _recovery(10_000, True, "forkserver"),
+                "procly-undisturbed": _recovery(10_000, False, "forkserver"),
+            },
+            baseline="procly-undisturbed",
         ),
         Case(
             "pool start + one task + shutdown (fork)",
