@@ -24,6 +24,8 @@ from procly.errors import TaskTimeoutError, WorkerCrashedError
 
 #: Read by tasks: the parent changes it after the pool started (see the snapshot test).
 MARK = "before"
+#: The process that imported this module (tasks compare it with their own pid).
+IMPORTED_BY = os.getpid()
 
 
 def die_kill() -> None:
@@ -40,6 +42,10 @@ def own_pid(_: Any = None) -> int:
 
 def mark(_: Any = None) -> str:
     return MARK
+
+
+def imported_here(_: Any = None) -> bool:
+    return os.getpid() == IMPORTED_BY
 
 
 def sleep_forever(*_: Any) -> None:
@@ -220,3 +226,14 @@ def test_fresh_replacements_do_not_share_numpy_random_state(method: str, tmp_pat
     result = run_python([str(script)], cwd=tmp_path, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "HELPER True DRAWS 3" in result.stdout
+
+
+@linux_only
+def test_the_helper_imports_the_task_functions_modules_before_forking(start_method: str) -> None:
+    """Replacements find the modules of the functions sent so far imported already."""
+    with procly.get_context(start_method).Pool(1) as pool:
+        first = pool.apply(imported_here)  # a worker started by the pool's method
+        assert first is (start_method != "fork")
+        with pytest.raises(WorkerCrashedError):
+            pool.apply(die_kill)
+        assert pool.apply(imported_here) is False  # imported by the helper (or the parent)

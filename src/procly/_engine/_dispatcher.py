@@ -148,6 +148,9 @@ class Engine(Recovery):
         self._want_spare = False  # dispatcher thread only (see _recovery)
         self._insights = InsightsLog() if options.insights else None
         self._helper_failed = False  # dispatcher thread only (see _recovery)
+        #: Modules of the task functions sent so far: a fork helper imports them before it
+        #: forks, so its workers need not (dispatcher thread only, see _recovery).
+        self._fn_modules: set[str] = set()
         try:
             for _ in range(options.processes):
                 self._sup.spawn()
@@ -535,6 +538,9 @@ class Engine(Recovery):
                         blob = _pickler.dumps(fn)
                         fi = index[id(fn)] = len(functions)
                         functions.append(blob)
+                        module = getattr(fn, "__module__", None)
+                        if type(module) is str:
+                            self._fn_modules.add(module)
                     mode, payload, views = self._encode(task)
                 except SerializationError as exc:
                     self._finish(task, False, exc)

@@ -47,6 +47,7 @@ are the same as for workers forked by the parent.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import math
 import os
 import select
@@ -105,13 +106,18 @@ class ProcessLauncher:
         return proc  # type: ignore[no-any-return]
 
     def fork_helper(
-        self, setup: WorkerSetup, ours: socket.socket, theirs: socket.socket
+        self,
+        setup: WorkerSetup,
+        ours: socket.socket,
+        theirs: socket.socket,
+        modules: tuple[str, ...] = (),
     ) -> ForkHelper | None:
         """Start a :class:`ForkHelper` (a process of this launcher's context, see
         :func:`helper_supported`; ``None`` where unsupported) talking over the
         ``SOCK_SEQPACKET`` pair *ours*/*theirs*.  *setup* is the workers' setup; its
         ``close_fds`` are the parent's descriptors the helper closes first (*ours* among
-        them).  Closes *theirs* here once the helper holds it."""
+        them); it imports *modules* before it forks (see :func:`helper_main`).  Closes
+        *theirs* here once the helper holds it."""
         method = self._context.get_start_method()
         if not helper_supported(method):
             return None
@@ -125,6 +131,7 @@ class ProcessLauncher:
                 self._name,
                 self._count,
                 fresh,
+                modules,
             ),
             name=f"{self._name}-fork-helper",
             daemon=False,
@@ -294,12 +301,25 @@ def helper_main(
     name: str,
     count: int,
     fresh: bool = False,
+    modules: tuple[str, ...] = (),
 ) -> None:
     """The fork helper's loop (runs in the helper process; see the module docstring).
     *context* is the ``fork`` context it starts workers with; *fresh*: the pool's start
-    method is not ``fork`` (its workers reseed NumPy, see :func:`_fresh_worker_main`)."""
+    method is not ``fork`` (its workers reseed NumPy, see :func:`_fresh_worker_main`).
+
+    *modules*, those of the task functions sent so far, are imported first: every worker
+    would import them to unpickle its first task, and each would pay for it (under
+    ``spawn``/``forkserver`` the helper starts with only the main module; under ``fork``
+    they are imported already).  One that fails to import is left to the workers, which
+    report the error with the task."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     close_inherited(setup.close_fds)
+    for module in modules:
+        if module not in sys.modules:
+            try:
+                importlib.import_module(module)
+            except BaseException:  # the workers raise it again, with the task
+                continue
     control = control_end.socket()
     control_fd = control.fileno()
     target = _fresh_worker_main if fresh else worker_main

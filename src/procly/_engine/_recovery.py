@@ -66,6 +66,7 @@ class Recovery:
     _shutdown_sent: bool
     _want_spare: bool
     _helper_failed: bool
+    _fn_modules: set[str]
     _poller: select.poll
     _fdmap: dict[int, tuple[int, WorkerSlot | None]]
     _stale: set[int]
@@ -174,7 +175,7 @@ class Recovery:
         if self._helper_failed:
             return False
         try:
-            helper = self._sup.start_helper()
+            helper = self._sup.start_helper(tuple(sorted(self._fn_modules)))
         except Exception:  # an optimisation only: the pool works without it
             helper = None
         if helper is None:

@@ -142,9 +142,10 @@ class Supervisor:
         fds = (*(s.sock.fileno() for s in (*self.slots, *self.spares)), *self.parent_fds, *extra)
         return tuple(_identified(fd) for fd in fds if fd >= 0)
 
-    def start_helper(self) -> Helper | None:
+    def start_helper(self, modules: tuple[str, ...] = ()) -> Helper | None:
         """Start a fork helper for the workers started from now on, if the launcher has
-        one (``fork_helper``); ``None`` if not.  Raises what starting it raises."""
+        one (``fork_helper``); ``None`` if not.  It imports *modules* (those of the task
+        functions so far) before it forks.  Raises what starting it raises."""
         fork_helper = getattr(self._launcher, "fork_helper", None)
         if fork_helper is None:
             return None
@@ -152,7 +153,7 @@ class Supervisor:
         try:
             inherited = self._parent_fds(ours.fileno()) if self._close_inherited else ()
             setup = self._make_setup(inherited)
-            helper: Helper | None = fork_helper(setup, ours, theirs)
+            helper: Helper | None = fork_helper(setup, ours, theirs, modules)
         except BaseException:
             ours.close()
             theirs.close()
