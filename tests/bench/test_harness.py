@@ -106,3 +106,25 @@ def test_missing_baseline_peer_leaves_the_target_open_and_says_not_installed() -
     table = format_table([result])
     assert "not installed" in table.splitlines()[2]
     assert "no-such-peer is not installed (pip install no-such-peer)" in table
+
+
+class _Stateful:
+    """A runner that keeps state between rounds (like the shm section's array hand-over)."""
+
+    def __init__(self, calls: list[str]) -> None:
+        self.calls = calls
+
+    def __call__(self) -> float:
+        self.calls.append("run")
+        return 1.0
+
+    def close(self) -> None:
+        self.calls.append("close")
+
+
+def test_runners_with_state_are_closed_once_their_case_is_done() -> None:
+    calls: list[str] = []
+    first = Case("a", "time", "s", None, {"procly": _Stateful(calls)})  # type: ignore[dict-item]
+    second = Case("b", "time", "s", None, {"procly": lambda: calls.append("next") or 1.0})
+    run_cases("sec", [first, second], repeats=2, log=lambda _: None)
+    assert calls == ["run", "run", "close", "next", "next"]

@@ -8,7 +8,10 @@ on every contender alike, and reports medians and the ratio of procly's median t
 other contender's.  A case's target is a ratio against one named contender, its
 *baseline* (the standard library unless the case says otherwise, e.g. ``"joblib"``), never
 an absolute time.  A peer library that is not importable raises :class:`NotInstalled` from
-its runner: the table says "not installed" and the other contenders run as usual.
+its runner: the table says "not installed" and the other contenders run as usual.  A
+runner that keeps state between rounds (a child process, a big array) has a ``close()``,
+which the harness calls once the case is done, so that the state does not weigh on later
+cases.
 
 Section modules (``procly._bench._<section>``) expose ``cases(quick: bool) -> list[Case]``.
 """
@@ -203,8 +206,19 @@ def run_cases(section: str, cases: Sequence[Case], repeats: int, log: Callable[[
                     result.skipped[who] = f"failed: {type(exc).__name__}: {exc}"
                     continue
                 result.samples.setdefault(who, []).append(value)
+        _close_runners(case)
         results.append(result)
     return results
+
+
+def _close_runners(case: Case) -> None:
+    """Release what a case's runners kept between rounds (a runner with a ``close()``),
+    so that it does not weigh on the cases after it: a benchmark process holding a big
+    array makes every later fork slower."""
+    for runner in case.runners.values():
+        close = getattr(runner, "close", None)
+        if close is not None:
+            close()
 
 
 def run_sections(

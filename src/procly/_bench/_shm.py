@@ -11,8 +11,11 @@
   (target: procly at most 1/20 of the standard library's time).
 
 Every contender uses its ``fork`` context so that process start-up stays out of the
-measurement; the children are started once per case and reused.  The standard library
-is imported lazily, inside the runners only.
+measurement; the children are started once per case and reused, and stopped (with the
+arrays freed) when the case is done.  procly's shared array is made anew, untimed, for
+each hand-over and dropped after it: a process forked while it exists (the standard
+library's child, started in the first round) would be one more holder of it.  The
+standard library is imported lazily, inside the runners only.
 """
 
 from __future__ import annotations
@@ -107,26 +110,26 @@ class _ArrayHandOver:
         except ImportError:
             raise Skip("NumPy is not installed") from None
         ctx = contender_module(self.who).get_context("fork")
-        plain = np.ones(self.nbytes // 8)
-        if self.who == "procly":
-            from procly.shared_memory import share
-
-            arr: Any = share(plain)
-            del plain
-        else:
-            arr = plain
+        size = self.nbytes // 8
+        arr: Any = None if self.who == "procly" else np.ones(size)  # procly's: per call
         here, there = ctx.Pipe()
         proc = ctx.Process(target=_summer, args=(there,), daemon=True)
         proc.start()
         there.close()
-        # stop the child cleanly before the interpreter's own exit handling kills it
+        # stop the child cleanly before the interpreter's own exit handling kills it (if
+        # the harness did not close this at the end of the case)
         atexit.register(self.close)
-        return arr, here, proc, float(arr.size)
+        return arr, here, proc, float(size)
 
     def __call__(self) -> float:
         if self.state is None:
             self.state = self._setup()
         arr, here, _proc, expected = self.state
+        if arr is None:
+            from procly.shared_memory import ndarray
+
+            arr = ndarray(int(expected))
+            arr.fill(1.0)
         start = time.perf_counter()
         here.send(arr)
         total = here.recv()
