@@ -237,3 +237,21 @@ def test_the_helper_imports_the_task_functions_modules_before_forking(start_meth
         with pytest.raises(WorkerCrashedError):
             pool.apply(die_kill)
         assert pool.apply(imported_here) is False  # imported by the helper (or the parent)
+
+
+def worker_environment(_: Any = None) -> tuple[str | None, str | None]:
+    return os.environ.get("PROCLY_POOL_DEPTH"), os.environ.get("OPENBLAS_NUM_THREADS")
+
+
+@linux_only
+def test_helper_workers_inherit_the_environment_the_helper_applied(
+    start_method: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The helper sets the pool depth and the native thread limits once; its workers
+    skip that step and still have both."""
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    with procly.get_context(start_method).Pool(1, thread_limit=3) as pool:
+        first = pool.apply(worker_environment)
+        with pytest.raises(WorkerCrashedError):
+            pool.apply(die_kill)
+        assert pool.apply(worker_environment) == first == ("1", "3")

@@ -246,3 +246,30 @@ def test_close_running_process_raises(start_method: str) -> None:
     p.kill()
     p.join()
     p.close()
+
+
+def _stdin_of_child_and_grandchild(start_method: str, path: str) -> None:
+    ctx = procly.get_context(start_method)
+    child = ctx.Process(target=_stdin_report, args=(path + ".grandchild",))
+    child.start()
+    child.join()
+    _stdin_report(path)
+
+
+def _stdin_report(path: str) -> None:
+    same = os.path.samestat(os.fstat(sys.stdin.fileno()), os.stat(os.devnull))
+    with open(path, "w") as f:
+        f.write(f"{same} {sys.stdin.read()!r}")
+
+
+def test_stdin_is_dev_null_in_children_and_grandchildren(start_method: str, tmp_path: Path) -> None:
+    """A child reads nothing from the parent's stdin; a grandchild forked from a procly
+    child keeps the /dev/null it inherited (it is not reopened) and reads nothing either."""
+    path = str(tmp_path / "stdin")
+    ctx = procly.get_context(start_method)
+    p = ctx.Process(target=_stdin_of_child_and_grandchild, args=("fork", path))
+    p.start()
+    p.join()
+    assert p.exitcode == 0
+    assert Path(path).read_text() == "True ''"
+    assert Path(path + ".grandchild").read_text() == "True ''"

@@ -61,7 +61,7 @@ from typing import Any
 
 from ._channel import ChannelEnd
 from ._supervisor import WorkerProcess
-from ._worker import WorkerSetup, close_inherited, worker_main
+from ._worker import WorkerSetup, apply_environment, close_inherited, worker_main
 
 __all__ = ("ForkHelper", "HelperWorker", "ProcessLauncher", "helper_supported")
 
@@ -320,11 +320,14 @@ def helper_main(
                 importlib.import_module(module)
             except BaseException:  # the workers raise it again, with the task
                 continue
+    apply_environment(setup)  # once here, inherited by every worker (see WorkerSetup)
     control = control_end.socket()
     control_fd = control.fileno()
     target = _fresh_worker_main if fresh else worker_main
     # its workers close the helper's end of the control socket (and nothing else)
-    setup = dataclasses.replace(setup, close_fds=((control_fd, os.fstat(control_fd).st_ino),))
+    setup = dataclasses.replace(
+        setup, close_fds=((control_fd, os.fstat(control_fd).st_ino),), environment_ready=True
+    )
     poller = select.poll()
     poller.register(control_fd, select.POLLIN)
     by_sentinel: dict[int, tuple[int, Any]] = {}

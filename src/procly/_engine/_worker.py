@@ -64,6 +64,7 @@ __all__ = (
     "MAX_POOL_DEPTH",
     "THREAD_LIMIT_VARS",
     "WorkerSetup",
+    "apply_environment",
     "check_pool_depth",
     "close_inherited",
     "limit_native_threads",
@@ -118,6 +119,13 @@ def limit_native_threads(env: tuple[tuple[str, str], ...]) -> None:
         threadpoolctl.threadpool_limits(int(env[0][1]))
 
 
+def apply_environment(setup: WorkerSetup) -> None:
+    """What a worker's environment needs: its pool depth (see :func:`check_pool_depth`)
+    and the native thread limits (:func:`limit_native_threads`)."""
+    os.environ[_DEPTH_ENV] = str(setup.depth)
+    limit_native_threads(setup.thread_env)
+
+
 def check_pool_depth() -> int:
     """The depth a new pool created here would have; :class:`RuntimeError` if too deep."""
     depth = int(os.environ.get(_DEPTH_ENV, "0") or 0)
@@ -153,6 +161,10 @@ class WorkerSetup:
     #: ``insights=True``: the parent's ``time.monotonic()`` when it prepared this launch
     #: (the start of the worker's "starting" time); ``None``: no insights.
     launched: float | None = None
+    #: The process that forks this worker applied :func:`apply_environment` already (a
+    #: fork helper): the worker inherits it and skips it (each write to ``os.environ``
+    #: costs a worker forked from a big process copy-on-write page faults).
+    environment_ready: bool = False
 
 
 #: Return values the C pickler alone encodes exactly (no procly reducer could apply).
@@ -271,8 +283,8 @@ def close_inherited(fds: tuple[tuple[int, int], ...]) -> None:
 def worker_main(end: ChannelEnd, setup: WorkerSetup) -> None:
     """Serve tasks from *end* until told to stop (the worker process's target)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    os.environ[_DEPTH_ENV] = str(setup.depth)
-    limit_native_threads(setup.thread_env)
+    if not setup.environment_ready:
+        apply_environment(setup)
     close_inherited(setup.close_fds)
     sock = end.socket()
     try:

@@ -320,10 +320,19 @@ def _exitcode_text(exitcode: int) -> str:
     return str(exitcode)
 
 
+#: The ``/dev/null`` stdin :func:`_close_stdin` opened in this process or, inherited by
+#: fork, in an ancestor: a child forked from a procly child keeps it as it is.
+_devnull_stdin: Any = None
+
+
 def _close_stdin() -> None:
     """A child reads nothing from the parent's terminal: stdin becomes ``/dev/null``
-    (standard-library behaviour; two processes reading one terminal garble both)."""
-    if sys.stdin is None:
+    (standard-library behaviour; two processes reading one terminal garble both).
+
+    Unless it is that already (forked from a procly child): reopening it would only cost
+    the child page faults on its parent's memory (a fork helper's workers)."""
+    global _devnull_stdin
+    if sys.stdin is None or sys.stdin is _devnull_stdin:
         return
     try:
         sys.stdin.close()
@@ -332,7 +341,7 @@ def _close_stdin() -> None:
     try:
         fd = os.open(os.devnull, os.O_RDONLY)
         try:
-            sys.stdin = open(fd, closefd=False)  # noqa: SIM115 - lives as long as the process
+            sys.stdin = _devnull_stdin = open(fd, closefd=False)  # noqa: SIM115 - for life
         except BaseException:
             os.close(fd)
             raise
