@@ -255,3 +255,52 @@ def test_helper_workers_inherit_the_environment_the_helper_applied(
         with pytest.raises(WorkerCrashedError):
             pool.apply(die_kill)
         assert pool.apply(worker_environment) == first == ("1", "3")
+
+
+KILLED_PARENT = """
+import os, signal, sys, time
+import procly
+
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+if __name__ == "__main__":
+    pool = procly.get_context(sys.argv[1]).Pool(2)
+    try:
+        pool.apply(die)
+    except procly.WorkerCrashedError:
+        pass
+    print(pool.apply(abs, (-3,)), flush=True)
+    engine = pool._engine
+    pids = [engine._sup.helper._proc.pid] + [s.proc.pid for s in engine._sup.workers()]
+    print("PIDS", *pids, flush=True)
+    time.sleep(3600)
+"""
+
+
+@linux_only
+def test_helper_and_its_workers_die_with_a_sigkilled_parent(
+    start_method: str, tmp_path: Path
+) -> None:
+    import subprocess
+
+    from _support.subproc import SRC
+
+    script = tmp_path / "killed_parent.py"
+    script.write_text(KILLED_PARENT)
+    env = dict(os.environ, PYTHONPATH=SRC)
+    with subprocess.Popen(
+        [sys.executable, str(script), start_method], stdout=subprocess.PIPE, text=True, env=env
+    ) as parent:
+        try:
+            assert parent.stdout is not None
+            assert parent.stdout.readline().strip() == "3"
+            pids = [int(p) for p in parent.stdout.readline().split()[1:]]
+            assert len(pids) >= 3  # the helper, a worker it forked, the first worker
+        finally:
+            parent.send_signal(signal.SIGKILL)
+            parent.wait()
+    deadline = time.monotonic() + 10
+    while not all(process_gone(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert all(process_gone(p) for p in pids), f"survived their parent: {pids}"
