@@ -304,3 +304,56 @@ def test_helper_and_its_workers_die_with_a_sigkilled_parent(
     while not all(process_gone(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert all(process_gone(p) for p in pids), f"survived their parent: {pids}"
+
+
+THREADED_MODULE = """
+import os, signal, threading
+
+started = threading.Event()
+threading.Thread(target=started.wait, daemon=True).start()  # a thread, at import
+
+
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def parent_pid():
+    return os.getppid()
+"""
+
+THREADED_MAIN = """
+import os, sys
+import procly
+
+if __name__ == "__main__":
+    import threaded  # the module of the task functions: imported by workers and helper
+    with procly.get_context(sys.argv[1]).Pool(1) as pool:
+        first = pool.apply(threaded.parent_pid)
+        parents = []
+        for _ in range(2):
+            try:
+                pool.apply(threaded.die)
+            except procly.WorkerCrashedError:
+                pass
+            parents.append(pool.apply(threaded.parent_pid))
+        engine = pool._engine
+        print("HELPER", engine._sup.helper, "FAILED", engine._helper_failed)
+        print("PARENTS", first == os.getpid(), all(p == os.getpid() for p in parents))
+"""
+
+
+@linux_only
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_a_helper_whose_imports_start_a_thread_is_not_used(method: str, tmp_path: Path) -> None:
+    """Under spawn/forkserver the workers are never forks of a process with threads of
+    the user's: if importing the task functions' modules starts one in the helper, the
+    pool starts its replacements by its own method again (and the tasks sent to workers
+    the helper never started go to others instead of failing)."""
+    (tmp_path / "threaded.py").write_text(THREADED_MODULE)
+    (tmp_path / "main.py").write_text(THREADED_MAIN)
+    result = run_python([str(tmp_path / "main.py"), method], cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "HELPER None FAILED True" in result.stdout
+    # spawn: every worker is our child again; forkserver: the server's (not the helper's)
+    expected = "PARENTS True True" if method == "spawn" else "PARENTS False False"
+    assert expected in result.stdout

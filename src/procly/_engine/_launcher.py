@@ -6,6 +6,9 @@ under ``spawn`` and ``forkserver`` on Linux, see below)::
 
     parent (dispatcher thread)                     fork helper (one thread)
     ──────────────────────────                     ────────────────────────
+    fork_helper(setup, modules) ── starts ──────>  apply the workers' environment, import
+                                                   the task functions' modules
+    <── "U"  (it has a thread of the user's: the pool stops using helpers; not under fork)
     ForkHelper.launch(end)                         recvmsg -> Process(worker_main).start()
       "S" + worker's channel end (SCM_RIGHTS) ──>    = fork: the worker is its child
     <── "P" n pid   (worker n started)             poll([control, worker sentinels])
@@ -73,7 +76,8 @@ def helper_supported(start_method: str) -> bool:
     )
 
 
-#: A helper's message: kind (S start, P pid, K kill, X exit), worker number, pid or code.
+#: A helper's message: kind (S start, P pid, K kill, X exit, U unusable), worker number,
+#: pid or code.
 _MSG = struct.Struct("<cqq")
 #: The start request's layout: its third field is the launch time (insights), NaN if none.
 _START = struct.Struct("<cqd")
@@ -149,7 +153,7 @@ class HelperWorker:
     :attr:`ForkHelper.exited`.
     """
 
-    __slots__ = ("_helper", "_pid", "exitcode", "number")
+    __slots__ = ("_helper", "_pid", "exitcode", "never_started", "number")
 
     sentinel = -1
 
@@ -158,6 +162,9 @@ class HelperWorker:
         self.number = number
         self._pid: int | None = None
         self.exitcode: int | None = None
+        #: The helper refused to fork it (``unusable``): it never ran, so the tasks sent to
+        #: it are given to other workers instead of failing.
+        self.never_started = False
 
     @property
     def pid(self) -> int | None:
@@ -193,6 +200,8 @@ class ForkHelper:
         self.exited: list[HelperWorker] = []
         #: The helper is gone (its workers died with it); start a new one if needed.
         self.broken = False
+        #: The helper refused to fork (see :func:`helper_main`): do not start another.
+        self.unusable = False
 
     def fileno(self) -> int:
         return self._control.fileno()
@@ -248,14 +257,23 @@ class ForkHelper:
                 data = self._control.recv(_MSG.size, flags)
             except BlockingIOError:
                 return
+            except ConnectionResetError:
+                # The helper ended with our requests unread: Linux reports that first, then
+                # what it sent before it ended, then the end of file.
+                continue
             except OSError:
                 data = b""
             if len(data) != _MSG.size:  # end of file: the helper is gone, so are its workers
                 self.broken = True
+                for worker in self._workers.values():
+                    worker.never_started = self.unusable
                 self.exited.extend(self._workers.values())
                 self._workers.clear()
                 return
             kind, number, value = _MSG.unpack(data)
+            if kind == b"U":
+                self.unusable = True  # the helper ends next (end of file follows)
+                continue
             found = self._workers.get(number)
             if found is None:  # pragma: no cover - protocol error
                 continue
@@ -314,15 +332,24 @@ def helper_main(
     report the error with the task."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     close_inherited(setup.close_fds)
+    # once here, inherited by every worker (see WorkerSetup); before the imports, so that
+    # native thread pools they start are limited as in a worker
+    apply_environment(setup)
+    control = control_end.socket()
+    control_fd = control.fileno()
     for module in modules:
         if module not in sys.modules:
             try:
                 importlib.import_module(module)
             except BaseException:  # the workers raise it again, with the task
                 continue
-    apply_environment(setup)  # once here, inherited by every worker (see WorkerSetup)
-    control = control_end.socket()
-    control_fd = control.fileno()
+    if fresh and threading.active_count() > 1:
+        # The main module or an import started a thread: forking now could copy a lock it
+        # holds.  Under spawn/forkserver the workers would never have been forked from
+        # such a process, so the pool goes back to starting them by its own method.
+        # (procly's own lifeline watcher is a bare _thread, not counted here.)
+        control.send(_MSG.pack(b"U", -1, 0))
+        return
     target = _fresh_worker_main if fresh else worker_main
     # its workers close the helper's end of the control socket (and nothing else)
     setup = dataclasses.replace(

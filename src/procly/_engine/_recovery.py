@@ -107,6 +107,9 @@ class Recovery:
             return
         retired = slot.tasks_left == 0 and not slot.inflight
         culprit, orphans = self._sup.lose(slot)
+        if culprit is not None and getattr(slot.proc, "never_started", False):
+            orphans.insert(0, culprit)  # it never ran (see HelperWorker): nothing to blame
+            culprit = None
         self._queue.extendleft(reversed(orphans))
         if culprit is not None:
             if culprit.cancelled:
@@ -171,6 +174,7 @@ class Recovery:
         if helper is not None and not helper.broken:
             return True
         if helper is not None:
+            self._helper_failed = helper.unusable
             self._drop_helper()
         if self._helper_failed:
             return False

@@ -58,6 +58,8 @@ class Helper(Launcher, Protocol):
 
     exited: list[Any]
     broken: bool
+    #: Set with ``broken`` when the helper refused to work: start no other.
+    unusable: bool
 
     def fileno(self) -> int: ...
 
