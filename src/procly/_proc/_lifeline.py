@@ -50,7 +50,9 @@ class Lifeline:
     """This process's lifeline pipe, and the parent's read end this process watches."""
 
     def __init__(self) -> None:
-        self._prctl: Any = None  # libc's prctl, loaded before forking (see die_with_parent)
+        #: ``set_pdeathsig(signal) -> 0 or errno``, loaded before forking (see
+        #: die_with_parent); False where there is none.
+        self._prctl: Any = None
         self._lock = threading.Lock()
         self._read_fd: int | None = None
         self._write_fd: int | None = None
@@ -82,24 +84,31 @@ class Lifeline:
             _close(old_parent)
 
     def load_prctl(self) -> bool:
-        """Load libc's ``prctl`` in the parent (so a forked child never imports ctypes);
+        """Load ``PR_SET_PDEATHSIG`` in the parent (so a forked child never imports
+        anything for it): procly's C extension, else libc's ``prctl`` through ctypes;
         false where there is none (not Linux)."""
         if self._prctl is None:
             self._prctl = False
             if sys.platform.startswith("linux"):
                 try:
-                    import ctypes
+                    from .._os import _native  # (module form: the import linter cannot see a .so)
 
-                    self._prctl = ctypes.CDLL(None, use_errno=True).prctl
-                except (OSError, AttributeError):
-                    pass
+                    self._prctl = _native.set_pdeathsig
+                except ImportError:  # procly built without its C extension
+                    try:
+                        import ctypes
+
+                        prctl = ctypes.CDLL(None, use_errno=True).prctl
+                        self._prctl = lambda sig: prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
+                    except (OSError, AttributeError):
+                        pass
         return bool(self._prctl)
 
     def die_with_parent(self, parent_pid: int, fd: int) -> None:
         """In a child just forked by a thread that lives as long as its process: have the
         kernel SIGKILL this child when that thread (so the parent) exits, and keep *fd* only as
         the parent sentinel; where that is unavailable, :meth:`watch` *fd* instead."""
-        if self._prctl and self._prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0:
+        if self._prctl and self._prctl(signal.SIGKILL) == 0:
             if os.getppid() != parent_pid:  # the parent died before prctl took effect
                 os._exit(PARENT_DIED_EXITCODE)
             self.parent_fd = fd

@@ -36,6 +36,7 @@ __all__ = (
     "BaseProcess",
     "ProcessTable",
     "active_children",
+    "close_stdin",
     "current_process",
     "exit_function",
     "parent_process",
@@ -282,7 +283,7 @@ class BaseProcess:
         exitcode = 1
         try:
             TABLE.become(self, parent_sentinel)
-            _close_stdin()
+            close_stdin()
             try:
                 self.run()
                 exitcode = 0
@@ -320,12 +321,12 @@ def _exitcode_text(exitcode: int) -> str:
     return str(exitcode)
 
 
-#: The ``/dev/null`` stdin :func:`_close_stdin` opened in this process or, inherited by
+#: The ``/dev/null`` stdin :func:`close_stdin` opened in this process or, inherited by
 #: fork, in an ancestor: a child forked from a procly child keeps it as it is.
 _devnull_stdin: Any = None
 
 
-def _close_stdin() -> None:
+def close_stdin() -> None:
     """A child reads nothing from the parent's terminal: stdin becomes ``/dev/null``
     (standard-library behaviour; two processes reading one terminal garble both).
 

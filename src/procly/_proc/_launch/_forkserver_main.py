@@ -24,6 +24,7 @@ import sys
 
 from ..._os._fds import close_quietly, recv_with_fds
 from .._lifeline import LIFELINE
+from .._process import close_stdin
 from ._bootstrap import apply_preparation, run_payload
 from ._forkserver import REQUEST, STATUS
 
@@ -150,6 +151,7 @@ def _reap(children: dict[int, socket.socket]) -> None:
 def main() -> None:
     """Entry point; argv: ``forkserver <control fd>``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    close_stdin()  # once here: every child inherits the /dev/null (see close_stdin)
     control = socket.socket(fileno=int(sys.argv[2]))
     try:
         _preload(control)
