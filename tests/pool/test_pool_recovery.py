@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 import procly
-from _support.subproc import process_gone, run_in_subprocess, run_python
+from _support.subproc import process_gone, run_python
 from procly.errors import TaskTimeoutError, WorkerCrashedError
 
 #: Read by tasks: the parent changes it after the pool started (see the snapshot test).
@@ -132,32 +132,52 @@ def test_a_killed_helper_is_replaced_and_its_workers_are_lost_like_crashes() -> 
         os.close(w)
 
 
-@linux_only
-def test_helper_and_its_workers_die_at_interpreter_exit(start_method: str) -> None:
-    result = run_in_subprocess(
-        f"""
-        import os, signal, procly
-        def die():
-            os.kill(os.getpid(), signal.SIGKILL)
-        pool = procly.get_context({start_method!r}).Pool(2)
-        try:
-            pool.apply(die)
-        except procly.WorkerCrashedError:
-            pass
-        print(pool.apply(abs, (-3,)), flush=True)
-        engine = pool._engine
-        pids = [engine._sup.helper._proc.pid] + [s.proc.pid for s in engine._sup.workers()]
-        print("PIDS", *pids, flush=True)
-        """,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    pids = [int(p) for p in result.stdout.split("PIDS")[1].split()]
+#: A pool that lost a worker (so has a helper), prints its processes' pids, then exits
+#: (argv[2] "exit") or waits to be killed ("wait").  argv[1]: the start method.
+HELPER_TREE = """
+import os, signal, sys, time
+import procly
+
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+if __name__ == "__main__":
+    pool = procly.get_context(sys.argv[1]).Pool(2)
+    try:
+        pool.apply(die)
+    except procly.WorkerCrashedError:
+        pass
+    print(pool.apply(abs, (-3,)), flush=True)
+    engine = pool._engine
+    pids = [engine._sup.helper._proc.pid] + [s.proc.pid for s in engine._sup.workers()]
+    print("PIDS", *pids, flush=True)
+    if sys.argv[2] == "wait":
+        time.sleep(3600)
+"""
+
+
+def _helper_tree_pids(line: str) -> list[int]:
+    assert line.startswith("PIDS"), line
+    pids = [int(p) for p in line.split()[1:]]
     assert len(pids) >= 3  # the helper, a worker it forked, the first worker (and a spare)
-    deadline = time.monotonic() + 10
+    return pids
+
+
+def _all_gone(pids: list[int], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
     while not all(process_gone(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert all(process_gone(p) for p in pids)
+    return all(process_gone(p) for p in pids)
+
+
+@linux_only
+def test_helper_and_its_workers_die_at_interpreter_exit(start_method: str, tmp_path: Path) -> None:
+    script = tmp_path / "helper_tree.py"
+    script.write_text(HELPER_TREE)
+    result = run_python([str(script), start_method, "exit"], cwd=tmp_path, timeout=60)
+    assert result.returncode == 0, result.stderr
+    pids = _helper_tree_pids(result.stdout.splitlines()[1])
+    assert _all_gone(pids)
 
 
 def note_exit(fd: int) -> None:
@@ -257,27 +277,6 @@ def test_helper_workers_inherit_the_environment_the_helper_applied(
         assert pool.apply(worker_environment) == first == ("1", "3")
 
 
-KILLED_PARENT = """
-import os, signal, sys, time
-import procly
-
-def die():
-    os.kill(os.getpid(), signal.SIGKILL)
-
-if __name__ == "__main__":
-    pool = procly.get_context(sys.argv[1]).Pool(2)
-    try:
-        pool.apply(die)
-    except procly.WorkerCrashedError:
-        pass
-    print(pool.apply(abs, (-3,)), flush=True)
-    engine = pool._engine
-    pids = [engine._sup.helper._proc.pid] + [s.proc.pid for s in engine._sup.workers()]
-    print("PIDS", *pids, flush=True)
-    time.sleep(3600)
-"""
-
-
 @linux_only
 def test_helper_and_its_workers_die_with_a_sigkilled_parent(
     start_method: str, tmp_path: Path
@@ -286,24 +285,23 @@ def test_helper_and_its_workers_die_with_a_sigkilled_parent(
 
     from _support.subproc import SRC
 
-    script = tmp_path / "killed_parent.py"
-    script.write_text(KILLED_PARENT)
+    script = tmp_path / "helper_tree.py"
+    script.write_text(HELPER_TREE)
     env = dict(os.environ, PYTHONPATH=SRC)
     with subprocess.Popen(
-        [sys.executable, str(script), start_method], stdout=subprocess.PIPE, text=True, env=env
+        [sys.executable, str(script), start_method, "wait"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
     ) as parent:
         try:
             assert parent.stdout is not None
             assert parent.stdout.readline().strip() == "3"
-            pids = [int(p) for p in parent.stdout.readline().split()[1:]]
-            assert len(pids) >= 3  # the helper, a worker it forked, the first worker
+            pids = _helper_tree_pids(parent.stdout.readline())
         finally:
             parent.send_signal(signal.SIGKILL)
             parent.wait()
-    deadline = time.monotonic() + 10
-    while not all(process_gone(p) for p in pids) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert all(process_gone(p) for p in pids), f"survived their parent: {pids}"
+    assert _all_gone(pids), f"survived their parent: {pids}"
 
 
 THREADED_MODULE = """
